@@ -1,0 +1,256 @@
+"""Loading and validating the TOML configuration; every default lives here.
+
+Other tools write these files too, so the keys named in ARCHITECTURE.md keep
+their meaning. Unknown keys are refused rather than ignored: a typo in a
+threshold should not silently run with the default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from aggregator.durations import parse_duration
+
+USER_AGENT = "aggregator/0.1 (+https://github.com/aggregator-news/aggregator; news digest bot)"
+DIGEST_FORMATS = ("html", "md", "txt", "json", "atom")
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as the one line the user sees."""
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    # SQLAlchemy URL. A relative sqlite path is taken relative to the config
+    # file's folder, so a config and its data travel together.
+    url: str = "sqlite:///data/aggregator.db"
+
+
+class FetchSettings(_Section):
+    allow_private_addresses: bool = False
+    user_agent: str = USER_AGENT
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0)
+    # Wall-clock limit for one whole response, so a server trickling bytes
+    # cannot hold a worker forever.
+    total_timeout: float = Field(60.0, gt=0)
+    max_concurrency: int = Field(20, ge=1)
+    per_host_concurrency: int = Field(2, ge=1)
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(5, ge=0, le=20)
+    interval: Duration = "30m"
+    min_interval: Duration = "5m"
+    max_interval: Duration = "24h"
+    # Consecutive failures double the wait, starting from `interval`,
+    # bounded by `max_interval`.
+    backoff_factor: float = Field(2.0, ge=1.0)
+
+    @property
+    def interval_delta(self) -> timedelta:
+        return parse_duration(self.interval)
+
+    @property
+    def min_interval_delta(self) -> timedelta:
+        return parse_duration(self.min_interval)
+
+    @property
+    def max_interval_delta(self) -> timedelta:
+        return parse_duration(self.max_interval)
+
+
+class ClusterSettings(_Section):
+    # Entries further apart than this are never compared.
+    window: Duration = "72h"
+    # "event" groups reports of one event; "story" groups related events.
+    granularity: Literal["event", "story"] = "event"
+    # Minimum combined similarity (0-100) for an entry to join a cluster.
+    # None uses the matcher's tuned default for the granularity.
+    threshold: float | None = Field(None, ge=0, le=100)
+
+    @property
+    def window_delta(self) -> timedelta:
+        return parse_duration(self.window)
+
+
+class OutletSettings(_Section):
+    name: str = Field(min_length=1)
+    language: str | None = None
+    home_url: str | None = None
+    # http(s) URLs, or paths to local files (relative to the config file).
+    feeds: list[str] = Field(default_factory=list)
+
+    @field_validator("feeds")
+    @classmethod
+    def _feeds_are_urls(cls, feeds: list[str]) -> list[str]:
+        for url in feeds:
+            _check_feed_url(url)
+        return feeds
+
+
+class DigestSettings(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str | None = None
+    schedule: str = "0 6 * * *"
+    timezone: str = "UTC"
+    period: Duration = "24h"
+    formats: list[Literal["html", "md", "txt", "json", "atom"]] = Field(
+        default_factory=lambda: ["html", "md", "json", "atom"]
+    )
+    output_dir: str = "digests"
+    # Display limit for HTML, Markdown, text and Atom; JSON always holds every cluster.
+    max_stories: int = Field(50, ge=1)
+    # Stories covered by fewer outlets are left out of the displayed formats.
+    min_outlets: int = Field(1, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (expected e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
+        return value
+
+    @property
+    def period_delta(self) -> timedelta:
+        return parse_duration(self.period)
+
+    @property
+    def trigger(self) -> CronTrigger:
+        return CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
+
+
+class Settings(_Section):
+    database: DatabaseSettings = DatabaseSettings()
+    fetch: FetchSettings = FetchSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    outlets: list[OutletSettings] = Field(default_factory=list)
+    digests: list[DigestSettings] = Field(default_factory=list)
+    # The folder relative paths are resolved against (the config file's).
+    base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for kind, names in (
+            ("outlets", [o.name for o in self.outlets]),
+            ("digests", [d.name for d in self.digests]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind}: duplicate name {dupes[0]!r}")
+        return self
+
+    def digest(self, name: str) -> DigestSettings:
+        for digest in self.digests:
+            if digest.name == name:
+                return digest
+        known = ", ".join(d.name for d in self.digests) or "none configured"
+        raise ConfigError(f"no digest named {name!r} in the configuration (known: {known})")
+
+    def resolve(self, path: str) -> Path:
+        """A path from the configuration, relative to the config file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url != "sqlite:///:memory:":
+            path = url[len(prefix) :]
+            if not path.startswith("/"):
+                return prefix + str(self.resolve(path).resolve())
+        return url
+
+    def feed_url(self, url: str) -> str:
+        """A feed as configured: URLs unchanged, local paths as absolute file URLs."""
+        if urlsplit(url).scheme in ("http", "https", "file"):
+            return url
+        return self.resolve(url).resolve().as_uri()
+
+
+def _check_feed_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        if not parts.hostname:
+            raise ValueError(f"{url!r} has no host")
+        return
+    if parts.scheme == "file" or not parts.scheme:
+        return
+    raise ValueError(f"{url!r} is not an http(s) URL or a local file path")
+
+
+def _format_error(path: Path, error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        if kind not in ("value_error", "missing") and "input" in first:
+            message += f" (got {first['input']!r})"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{path}: {location}: {message}{suffix}"
+
+
+def load(path: Path | str) -> Settings:
+    """Read and validate a configuration file, or raise ConfigError with one line."""
+    path = Path(path)
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if "base_dir" in raw:
+        raise ConfigError(f"{path}: base_dir: unknown key")
+    try:
+        return Settings.model_validate({**raw, "base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+
+
+def default() -> Settings:
+    """Settings when no file is given: everything at its default, relative to the working dir."""
+    return Settings(base_dir=Path.cwd())
