@@ -1,0 +1,399 @@
+"""Command line: argument parsing and terminal output only; the work is in `pipeline`.
+
+Every command exits 0 on success, 1 when the work ran but part of it failed
+(e.g. a feed could not be fetched), and 2 with a one-line ``error:`` message on
+bad input (configuration, arguments, files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import click
+
+from aggregator import config, opml
+from aggregator.config import ConfigError, Settings
+from aggregator.dedupe import DedupeInputError, dedupe, explain, gold_report, load_rows
+from aggregator.deliver import write_file
+from aggregator.digest.records import SCHEMA, cluster_record
+from aggregator.durations import parse_when
+from aggregator.fetch import UnsafeURLError, check_url
+from aggregator.models import Feed, FetchResult, Outlet
+from aggregator.pipeline import FetchSummary, Pipeline, utcnow
+from aggregator.store import Store
+
+DEFAULT_CONFIG = "aggregator.toml"
+
+
+class Context:
+    """Settings and a lazily opened store, shared by the subcommands of one invocation."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.database_url)
+        return self._store
+
+    def pipeline(self) -> Pipeline:
+        pipeline = Pipeline(self.settings, self.store)
+        pipeline.sync_config()
+        return pipeline
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _when(value: str | None, option: str, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_when(value, now)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="AGGREGATOR_CONFIG",
+    help=f"TOML configuration (default: ./{DEFAULT_CONFIG} if present, else built-in defaults).",
+)
+@click.option("-v", "--verbose", count=True, help="Log more (-v: each fetch, -vv: debug).")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """Watch news feeds, cluster the stories several outlets report, write digests."""
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if config_path is None and Path(DEFAULT_CONFIG).exists():
+            config_path = Path(DEFAULT_CONFIG)
+        settings = config.load(config_path) if config_path else config.default()
+    except ConfigError as exc:
+        fail(str(exc))
+    ctx.obj = Context(settings)
+    ctx.call_on_close(lambda: ctx.obj._store.close() if ctx.obj._store else None)
+
+
+# -- fetch ------------------------------------------------------------------
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[Feed, FetchResult], None] | None]:
+    """A progress bar on a terminal; nothing when output goes to a file or a pipe."""
+    if total == 0 or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label="fetching", file=sys.stderr) as bar:
+        yield lambda _feed, _result: bar.update(1)
+
+
+def _fetch(obj: Context, all_feeds: bool) -> FetchSummary:
+    pipeline = obj.pipeline()
+    count = len(
+        obj.store.feeds(include_disabled=False) if all_feeds else obj.store.due_feeds(utcnow())
+    )
+    with _progress(count) as progress:
+        summary = asyncio.run(pipeline.fetch(all_feeds=all_feeds, progress=progress))
+    clustered = pipeline.cluster()
+    for url, error in summary.failures:
+        click.echo(f"failed: {url}: {error}", err=True)
+    click.echo(f"{summary.line()}; {clustered} clustered")
+    return summary
+
+
+@main.command()
+@click.option("--all", "all_feeds", is_flag=True, help="Fetch every enabled feed, due or not.")
+@click.pass_obj
+def fetch(obj: Context, all_feeds: bool) -> None:
+    """Fetch feeds that are due, store new and updated entries, cluster them.
+
+    Exits 1 when any feed failed (the others are still stored).
+    """
+    summary = _fetch(obj, all_feeds)
+    sys.exit(1 if summary.failed else 0)
+
+
+# -- digest -----------------------------------------------------------------
+
+
+@main.command()
+@click.argument("name")
+@click.option("--since", help="Start of the period: ISO date/time or relative (24h, 7d).")
+@click.option("--until", help="End of the period (default: now).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(config.DIGEST_FORMATS),
+    help="Write only this format (default: the digest's configured formats).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (needs --format unless the digest has a single format).",
+)
+@click.pass_obj
+def digest(
+    obj: Context, name: str, since: str | None, until: str | None, fmt: str | None, out: Path | None
+) -> None:
+    """Write the digest NAME for a period (default: its configured period ending now)."""
+    try:
+        settings = obj.settings.digest(name)
+    except ConfigError as exc:
+        fail(str(exc))
+    now = utcnow()
+    end = _when(until, "--until", now) or now
+    start = _when(since, "--since", now) or end - settings.period_delta
+    if start >= end:
+        fail(f"--since ({start:%Y-%m-%d %H:%M}Z) must be before --until ({end:%Y-%m-%d %H:%M}Z)")
+    formats = [fmt] if fmt else None
+    if out is not None and fmt is None and len(settings.formats) != 1:
+        fail("--out needs --format when the digest has several formats")
+    pipeline = obj.pipeline()
+    run = pipeline.write_digest(settings, start, end, formats=formats, out=out)
+    for path in run.files:
+        click.echo(str(path))
+
+
+# -- run ----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One pass, for cron: fetch, cluster, write due digests.")
+@click.pass_obj
+def run(obj: Context, once: bool) -> None:
+    """Fetch due feeds, cluster, and write every digest whose period is due.
+
+    A digest period already written is not written again, so running this
+    twice in the same period writes nothing new.
+    """
+    if not once:
+        fail("run needs --once (call it from cron)")
+    summary = _fetch(obj, all_feeds=False)
+    runs = obj.pipeline().write_due_digests()
+    for done in runs:
+        click.echo(
+            f"digest {done.name} {done.start:%Y-%m-%d %H:%M}Z – {done.end:%Y-%m-%d %H:%M}Z: "
+            f"{done.clusters} stories"
+        )
+        for path in done.files:
+            click.echo(f"  {path}")
+    if not runs:
+        click.echo("no digest due")
+    sys.exit(1 if summary.failed else 0)
+
+
+# -- dedupe ---------------------------------------------------------------------
+
+
+@main.command("dedupe")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--granularity",
+    type=click.Choice(["event", "story"]),
+    help="event: one news event per cluster (default); story: related events together.",
+)
+@click.option("--gold", is_flag=True, help="Score against the file's `story` column.")
+@click.option(
+    "--explain", "show_explain", is_flag=True, help="Print why each entry is where it is."
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON to this file."
+)
+@click.pass_obj
+def dedupe_command(
+    obj: Context,
+    file: Path,
+    granularity: str | None,
+    gold: bool,
+    show_explain: bool,
+    out: Path | None,
+) -> None:
+    """Cluster the entries of a JSONL or CSV file (id,title,summary,url,outlet,published).
+
+    Prints the clusters as JSON (the digest's `clusters` structure, entries
+    carrying their input id); with --gold or --explain prints the report
+    instead and writes the JSON only with --out.
+    """
+    try:
+        rows = load_rows(file)
+    except DedupeInputError as exc:
+        fail(str(exc))
+    cluster_settings = obj.settings.cluster
+    if granularity:
+        cluster_settings = cluster_settings.model_copy(update={"granularity": granularity})
+    clusters = dedupe(rows, cluster_settings)
+    document = {"schema": SCHEMA, "clusters": [cluster_record(c) for c in clusters]}
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    if out is not None:
+        write_file(out, text)
+    elif not (gold or show_explain):
+        click.echo(text, nl=False)
+    if show_explain:
+        click.echo(explain(clusters))
+    if gold:
+        click.echo(gold_report(rows, clusters))
+
+
+# -- feeds ----------------------------------------------------------------------
+
+
+@main.group()
+def feeds() -> None:
+    """Manage feeds in the database (in addition to those in the configuration)."""
+
+
+def _outlet_for(url: str, name: str | None) -> Outlet:
+    host = (urlsplit(url).hostname or "").removeprefix("www.")
+    return Outlet(name or host or url)
+
+
+def _add(obj: Context, url: str, outlet: Outlet, source: str) -> bool:
+    try:
+        check_url(url, allow_private=obj.settings.fetch.allow_private_addresses)
+    except UnsafeURLError as exc:
+        fail(f"{url}: {exc}")
+    interval = int(obj.settings.fetch.interval_delta.total_seconds())
+    _, new = obj.store.add_feed(url, outlet, source=source, interval_seconds=interval, now=utcnow())
+    return new
+
+
+@feeds.command("add")
+@click.argument("url")
+@click.option("--outlet", help="Outlet name (default: the URL's host name).")
+@click.pass_obj
+def feeds_add(obj: Context, url: str, outlet: str | None) -> None:
+    """Add a feed URL; it is fetched at the next `fetch` or `run --once`."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        fail(f"{url}: not an http(s) URL")
+    new = _add(obj, url, _outlet_for(url, outlet), "cli")
+    click.echo(f"{'added' if new else 'already known'}: {url}")
+
+
+@feeds.command("list")
+@click.pass_obj
+def feeds_list(obj: Context) -> None:
+    """List every feed with its outlet."""
+    obj.pipeline()
+    for feed in obj.store.feeds():
+        flag = " (disabled)" if feed.disabled else ""
+        click.echo(f"{feed.outlet}\t{feed.url}{flag}")
+
+
+@feeds.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def feeds_import(obj: Context, file: Path) -> None:
+    """Import the feeds of an OPML file (folders become outlets)."""
+    try:
+        subscriptions = opml.read(file.read_bytes())
+    except opml.OPMLError as exc:
+        fail(f"{file}: {exc}")
+    added = known = refused = 0
+    for sub in subscriptions:
+        try:
+            check_url(sub.url, allow_private=obj.settings.fetch.allow_private_addresses)
+        except UnsafeURLError as exc:
+            click.echo(f"refused: {sub.url}: {exc}", err=True)
+            refused += 1
+            continue
+        outlet = _outlet_for(sub.url, sub.outlet)
+        outlet = Outlet(outlet.name, home_url=sub.home_url)
+        if _add(obj, sub.url, outlet, "opml"):
+            added += 1
+        else:
+            known += 1
+    click.echo(f"{added} added, {known} already known, {refused} refused")
+    if refused:
+        sys.exit(1)
+
+
+@feeds.command("export")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
+)
+@click.pass_obj
+def feeds_export(obj: Context, out: Path | None) -> None:
+    """Export every feed as OPML 2.0."""
+    obj.pipeline()
+    text = opml.write(
+        [opml.Subscription(url=f.url, outlet=f.outlet, title=f.title) for f in obj.store.feeds()]
+    )
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_file(out, text)
+
+
+# -- status ---------------------------------------------------------------------
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    seconds = int((now - moment).total_seconds())
+    future = seconds < 0
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            text = f"{seconds // size}{unit}"
+            break
+    else:
+        text = f"{seconds}s"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@main.command()
+@click.pass_obj
+def status(obj: Context) -> None:
+    """A table of feeds: last fetch, last status, entries, consecutive errors, next fetch."""
+    obj.pipeline()
+    now = utcnow()
+    rows = []
+    for row in obj.store.feed_status():
+        feed = row.feed
+        state = feed.last_status or "new"
+        if feed.disabled:
+            state = f"disabled: {feed.disabled_reason or 'by user'}"
+        elif feed.last_error:
+            state = f"{state}: {feed.last_error}"
+        rows.append(
+            [
+                feed.outlet,
+                feed.url if len(feed.url) <= 60 else feed.url[:59] + "…",
+                _ago(feed.last_fetched_at, now),
+                state,
+                str(row.entries),
+                str(feed.consecutive_errors),
+                "-" if feed.disabled else _ago(feed.next_fetch_at, now),
+            ]
+        )
+    headers = ["outlet", "feed", "last fetch", "status", "entries", "errors", "next fetch"]
+    click.echo(table(headers, rows))

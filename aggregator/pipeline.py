@@ -1,0 +1,251 @@
+"""One run of the stages, wired: fetch -> parse -> store -> cluster -> digest -> deliver.
+
+Each step reads what the previous one committed, so any step can be killed
+and re-run: a fetched feed is stored in one transaction, clustering commits
+in batches of whole decisions, and a digest period is recorded only after
+its files were written (re-writing them is harmless: same names, atomic).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aggregator import deliver
+from aggregator.cluster import Clusterer, Item
+from aggregator.config import DigestSettings, Settings
+from aggregator.digest import build_digest
+from aggregator.digest.render import render
+from aggregator.fetch import apply_result, fetch_many
+from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet
+from aggregator.parse import ParseError, parse_feed
+from aggregator.store import Store
+
+log = logging.getLogger(__name__)
+
+CLUSTER_BATCH = 500
+
+Progress = Callable[[Feed, FetchResult], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class FetchSummary:
+    ok: int = 0
+    not_modified: int = 0
+    failed: int = 0
+    new: int = 0
+    updated: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"feeds: {self.ok} ok, {self.not_modified} not modified, {self.failed} failed; "
+            f"entries: {self.new} new, {self.updated} updated"
+        )
+
+
+@dataclass
+class DigestRun:
+    name: str
+    start: datetime
+    end: datetime
+    files: list[Path]
+    clusters: int
+
+
+def to_item(entry: Entry) -> Item:
+    if entry.id is None:
+        raise ValueError("only stored entries can be clustered")
+    return Item(
+        id=entry.id,
+        outlet=entry.outlet,
+        title=entry.title,
+        summary=entry.summary,
+        published=entry.published,
+        canonical_url=entry.canonical_url,
+        language=entry.language,
+    )
+
+
+def latest_fire(digest: DigestSettings, now: datetime) -> datetime:
+    """The most recent time at or before `now` that the digest's cron schedule fired."""
+    trigger = digest.trigger
+    lookback = timedelta(hours=1)
+    while True:
+        fire = trigger.get_next_fire_time(None, now - lookback)
+        if fire is not None and fire <= now:
+            break
+        if lookback > timedelta(days=800):
+            raise ValueError(f"digest {digest.name!r}: schedule {digest.schedule!r} never fires")
+        lookback *= 2
+    while True:
+        following = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+        if following is None or following > now:
+            return fire.astimezone(UTC)  # type: ignore[no-any-return]
+        fire = following
+
+
+def scheduled_period(digest: DigestSettings, now: datetime) -> tuple[datetime, datetime]:
+    """The latest completed period of a digest: `period` long, ending at its last fire time."""
+    end = latest_fire(digest, now)
+    return end - digest.period_delta, end
+
+
+class Pipeline:
+    """The stages for one configuration and database."""
+
+    def __init__(
+        self, settings: Settings, store: Store, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+
+    def sync_config(self) -> None:
+        """Make sure every feed of the configuration is in the database."""
+        now = self.clock()
+        interval = int(self.settings.fetch.interval_delta.total_seconds())
+        for outlet in self.settings.outlets:
+            for url in outlet.feeds:
+                self.store.add_feed(
+                    self.settings.feed_url(url),
+                    Outlet(outlet.name, outlet.language, outlet.home_url),
+                    source="config",
+                    interval_seconds=interval,
+                    now=now,
+                )
+
+    # -- fetch, parse, store ------------------------------------------------
+
+    async def fetch(
+        self, *, all_feeds: bool = False, progress: Progress | None = None
+    ) -> FetchSummary:
+        now = self.clock()
+        feeds = self.store.feeds(include_disabled=False) if all_feeds else self.store.due_feeds(now)
+        languages = self.store.outlet_languages()
+        summary = FetchSummary()
+        async for feed, result in fetch_many(feeds, self.settings.fetch):
+            self._store_result(feed, result, languages.get(feed.outlet), summary)
+            if progress is not None:
+                progress(feed, result)
+        return summary
+
+    def _store_result(
+        self, feed: Feed, result: FetchResult, language: str | None, summary: FetchSummary
+    ) -> None:
+        now = self.clock()
+        parsed = None
+        if result.status is FetchStatus.OK and result.content is not None:
+            try:
+                parsed = parse_feed(
+                    result.content,
+                    url=feed.url,
+                    content_type=result.content_type,
+                    outlet=feed.outlet,
+                    outlet_language=language,
+                    now=now,
+                )
+            except ParseError as exc:
+                result = replace(result, status=FetchStatus.FAILED, error=str(exc))
+        state = apply_result(feed, result, now, self.settings.fetch)
+        if parsed is not None:
+            state = replace(
+                state, title=parsed.title or state.title, language=parsed.language or state.language
+            )
+        saved = self.store.save_fetch(state, parsed.entries if parsed else [], now)
+        summary.new += saved.new
+        summary.updated += saved.updated
+        if result.status is FetchStatus.OK:
+            summary.ok += 1
+        elif result.status is FetchStatus.NOT_MODIFIED:
+            summary.not_modified += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((feed.url, result.error or result.status.value))
+        log.info(
+            "fetched %s: %s%s, %d bytes, %.2f s, %d new, %d updated",
+            feed.url,
+            result.status.value,
+            f" ({result.error})" if result.error else "",
+            result.bytes_read,
+            result.elapsed_seconds,
+            saved.new,
+            saved.updated,
+        )
+
+    # -- cluster --------------------------------------------------------------
+
+    def cluster(self) -> int:
+        """Assign every unclustered entry; return how many were assigned."""
+        pending = self.store.unclustered()
+        if not pending:
+            return 0
+        clusterer = Clusterer(self.settings.cluster)
+        since = min(entry.published for entry in pending) - self.settings.cluster.window_delta
+        for entry, match in self.store.clustered_since(since):
+            clusterer.prime(to_item(entry), match)
+        batch = []
+        for entry in pending:
+            batch.append(clusterer.add(to_item(entry)))
+            if len(batch) >= CLUSTER_BATCH:
+                self.store.save_matches(batch)
+                batch = []
+        self.store.save_matches(batch)
+        return len(pending)
+
+    # -- digest and deliver -------------------------------------------------------
+
+    def write_digest(
+        self,
+        digest: DigestSettings,
+        start: datetime,
+        end: datetime,
+        *,
+        formats: list[str] | None = None,
+        out: Path | None = None,
+    ) -> DigestRun:
+        """Render a digest of [start, end) and write its files (to `out` if given)."""
+        clusters = self.store.clusters_between(start, end)
+        built = build_digest(
+            clusters,
+            name=digest.name,
+            title=digest.title or digest.name,
+            period_start=start,
+            period_end=end,
+            generated_at=self.clock(),
+        )
+        if out is not None:
+            fmt = (formats or digest.formats)[0]
+            text = render(
+                built,
+                fmt,
+                max_stories=digest.max_stories,
+                min_outlets=digest.min_outlets,
+                timezone=digest.timezone,
+            )
+            deliver.write_file(out, text)
+            files = [out]
+        else:
+            base = self.settings.resolve(digest.output_dir)
+            files = deliver.write_digest(built, digest, base, formats)
+        return DigestRun(digest.name, start, end, files, len(built.clusters))
+
+    def write_due_digests(self) -> list[DigestRun]:
+        """Write each digest whose latest scheduled period has not been written yet."""
+        runs = []
+        now = self.clock()
+        for digest in self.settings.digests:
+            start, end = scheduled_period(digest, now)
+            if self.store.digest_written(digest.name, start, end):
+                continue
+            run = self.write_digest(digest, start, end)
+            self.store.record_digest(digest.name, start, end, run.files, run.clusters, now)
+            runs.append(run)
+        return runs

@@ -1,0 +1,453 @@
+"""Persistence: the only module that speaks SQL.
+
+Every public method is one transaction, so a crash at any point leaves the
+database as it was before the call or after it, never in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from aggregator.models import Cluster, Entry, Feed, Match, Outlet
+from aggregator.store import schema
+from aggregator.store.schema import clusters, digests, entries, feeds, outlets
+
+__all__ = ["FeedStatusRow", "SaveResult", "Store"]
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    new: int
+    updated: int
+
+
+@dataclass(frozen=True)
+class FeedStatusRow:
+    feed: Feed
+    entries: int
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        # psycopg 3 is the driver we declare; plain postgresql:// would ask for psycopg2.
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _feed(row: RowMapping) -> Feed:
+    return Feed(
+        id=row["id"],
+        url=row["url"],
+        outlet=row["outlet"],
+        title=row["title"],
+        language=row["language"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        last_fetched_at=row["last_fetched_at"],
+        next_fetch_at=row["next_fetch_at"],
+        interval_seconds=row["interval_seconds"],
+        consecutive_errors=row["consecutive_errors"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        disabled=row["disabled"],
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+def _entry(row: RowMapping) -> Entry:
+    return Entry(
+        id=row["id"],
+        feed_id=row["feed_id"],
+        guid=row["guid"],
+        url=row["url"],
+        canonical_url=row["canonical_url"],
+        title=row["title"],
+        summary=row["summary"],
+        published=row["published"],
+        published_estimated=row["published_estimated"],
+        author=row["author"],
+        language=row["language"],
+        content_hash=row["content_hash"],
+        outlet=row["outlet"],
+        cluster_id=row["cluster_id"],
+    )
+
+
+def _match(row: RowMapping) -> Match:
+    return Match(
+        entry_id=row["id"],
+        cluster_id=row["cluster_id"],
+        matched_id=row["matched_id"],
+        score=row["match_score"] if row["match_score"] is not None else 100.0,
+        reason=row["match_reason"] or "",
+    )
+
+
+_FEED_COLUMNS = [*feeds.c, outlets.c.name.label("outlet")]
+_FEEDS_WITH_OUTLET = select(*_FEED_COLUMNS).join_from(feeds, outlets)
+_ENTRIES_WITH_OUTLET = (
+    select(*entries.c, outlets.c.name.label("outlet"))
+    .join_from(entries, feeds)
+    .join(outlets, feeds.c.outlet_id == outlets.c.id)
+)
+
+
+# Placeholder figures for a new cluster row; `_refresh_clusters` fills the real ones
+# in the same transaction.
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+class Store:
+    """The database behind one configuration."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        self.schema_version = schema.migrate(self.engine.begin)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- outlets and feeds ------------------------------------------------
+
+    def _outlet_id(self, conn: Connection, outlet: Outlet) -> int:
+        row = conn.execute(select(outlets.c.id).where(outlets.c.name == outlet.name)).first()
+        if row is not None:
+            if outlet.language or outlet.home_url:
+                conn.execute(
+                    update(outlets)
+                    .where(outlets.c.id == row.id)
+                    .values(
+                        language=outlet.language or outlets.c.language,
+                        home_url=outlet.home_url or outlets.c.home_url,
+                    )
+                )
+            return int(row.id)
+        result = conn.execute(
+            outlets.insert().values(
+                name=outlet.name, language=outlet.language, home_url=outlet.home_url
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def add_feed(
+        self, url: str, outlet: Outlet, *, source: str, interval_seconds: int, now: datetime
+    ) -> tuple[Feed, bool]:
+        """Register a feed (due at once); return it and whether it was new.
+
+        An existing URL keeps its state and history; only its outlet is updated.
+        """
+        with self._tx() as conn:
+            outlet_id = self._outlet_id(conn, outlet)
+            existing = conn.execute(select(feeds.c.id).where(feeds.c.url == url)).first()
+            if existing is None:
+                conn.execute(
+                    feeds.insert().values(
+                        url=url,
+                        outlet_id=outlet_id,
+                        source=source,
+                        interval_seconds=interval_seconds,
+                        consecutive_errors=0,
+                        disabled=False,
+                        next_fetch_at=now,
+                        created_at=now,
+                    )
+                )
+            else:
+                conn.execute(
+                    update(feeds).where(feeds.c.id == existing.id).values(outlet_id=outlet_id)
+                )
+            row = conn.execute(_FEEDS_WITH_OUTLET.where(feeds.c.url == url)).mappings().one()
+            return _feed(row), existing is None
+
+    def feeds(self, *, include_disabled: bool = True) -> list[Feed]:
+        query = _FEEDS_WITH_OUTLET.order_by(outlets.c.name, feeds.c.url)
+        if not include_disabled:
+            query = query.where(feeds.c.disabled.is_(False))
+        with self._tx() as conn:
+            return [_feed(row) for row in conn.execute(query).mappings()]
+
+    def due_feeds(self, now: datetime) -> list[Feed]:
+        query = (
+            _FEEDS_WITH_OUTLET.where(feeds.c.disabled.is_(False))
+            .where(or_(feeds.c.next_fetch_at.is_(None), feeds.c.next_fetch_at <= now))
+            .order_by(feeds.c.next_fetch_at, feeds.c.id)
+        )
+        with self._tx() as conn:
+            return [_feed(row) for row in conn.execute(query).mappings()]
+
+    def outlet_languages(self) -> dict[str, str | None]:
+        with self._tx() as conn:
+            return {row.name: row.language for row in conn.execute(select(outlets))}
+
+    def feed_status(self) -> list[FeedStatusRow]:
+        counts = (
+            select(entries.c.feed_id, func.count().label("n"))
+            .group_by(entries.c.feed_id)
+            .subquery()
+        )
+        query = (
+            select(*_FEED_COLUMNS, func.coalesce(counts.c.n, 0).label("entry_count"))
+            .join_from(feeds, outlets)
+            .outerjoin(counts, counts.c.feed_id == feeds.c.id)
+            .order_by(outlets.c.name, feeds.c.url)
+        )
+        with self._tx() as conn:
+            return [
+                FeedStatusRow(_feed(row), int(row["entry_count"]))
+                for row in conn.execute(query).mappings()
+            ]
+
+    # -- fetch results ----------------------------------------------------
+
+    def save_fetch(self, feed: Feed, new_entries: Sequence[Entry], now: datetime) -> SaveResult:
+        """Store a feed's new state and its entries in one transaction.
+
+        Entries are unique per (feed, guid): a known guid with a new content
+        hash is updated in place (keeping its cluster), an unchanged one is
+        left alone.
+        """
+        if feed.id is None:
+            raise ValueError("save_fetch needs a stored feed")
+        new = updated = 0
+        with self._tx() as conn:
+            values = {
+                "title": feed.title,
+                "language": feed.language,
+                "etag": feed.etag,
+                "last_modified": feed.last_modified,
+                "last_fetched_at": feed.last_fetched_at,
+                "next_fetch_at": feed.next_fetch_at,
+                "interval_seconds": feed.interval_seconds,
+                "consecutive_errors": feed.consecutive_errors,
+                "last_status": feed.last_status,
+                "last_error": feed.last_error,
+                "disabled": feed.disabled,
+                "disabled_reason": feed.disabled_reason,
+            }
+            taken = conn.execute(
+                select(feeds.c.id).where(and_(feeds.c.url == feed.url, feeds.c.id != feed.id))
+            ).first()
+            if taken is None:
+                # A permanent redirect moves the feed, unless another feed already has that URL.
+                values["url"] = feed.url
+            conn.execute(update(feeds).where(feeds.c.id == feed.id).values(**values))
+            if not new_entries:
+                return SaveResult(0, 0)
+            guids = list(dict.fromkeys(e.guid for e in new_entries))
+            known = {
+                row.guid: (row.id, row.content_hash)
+                for row in conn.execute(
+                    select(entries.c.id, entries.c.guid, entries.c.content_hash).where(
+                        entries.c.feed_id == feed.id, entries.c.guid.in_(guids)
+                    )
+                )
+            }
+            seen: set[str] = set()
+            for entry in new_entries:
+                if entry.guid in seen:
+                    continue  # a feed listing one item twice: the first wins
+                seen.add(entry.guid)
+                fields = {
+                    "url": entry.url,
+                    "canonical_url": entry.canonical_url,
+                    "title": entry.title,
+                    "summary": entry.summary,
+                    "author": entry.author,
+                    "language": entry.language,
+                    "content_hash": entry.content_hash,
+                    "updated_at": now,
+                }
+                if entry.guid in known:
+                    entry_id, content_hash = known[entry.guid]
+                    if content_hash != entry.content_hash:
+                        conn.execute(update(entries).where(entries.c.id == entry_id).values(fields))
+                        updated += 1
+                    continue
+                conn.execute(
+                    entries.insert().values(
+                        feed_id=feed.id,
+                        guid=entry.guid,
+                        published=entry.published,
+                        published_estimated=entry.published_estimated,
+                        first_seen_at=now,
+                        **fields,
+                    )
+                )
+                new += 1
+        return SaveResult(new, updated)
+
+    def save_feed_state(self, feed: Feed, now: datetime) -> None:
+        """Store a feed's state after a fetch that brought no entries (304, failure)."""
+        self.save_fetch(feed, (), now)
+
+    # -- clustering -------------------------------------------------------
+
+    def unclustered(self) -> list[Entry]:
+        """Entries not yet in a cluster, in the order the matcher must see them."""
+        query = _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_(None)).order_by(
+            entries.c.published, entries.c.id
+        )
+        with self._tx() as conn:
+            return [_entry(row) for row in conn.execute(query).mappings()]
+
+    def clustered_since(self, since: datetime) -> list[tuple[Entry, Match]]:
+        """Clustered entries published since `since`, to prime the matcher's window."""
+        query = (
+            _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_not(None))
+            .where(entries.c.published >= since)
+            .order_by(entries.c.published, entries.c.id)
+        )
+        with self._tx() as conn:
+            return [(_entry(row), _match(row)) for row in conn.execute(query).mappings()]
+
+    def save_matches(self, matches: Iterable[Match]) -> int:
+        """Record cluster assignments and refresh the touched clusters' figures, atomically."""
+        batch = list(matches)
+        if not batch:
+            return 0
+        with self._tx() as conn:
+            founders = [m for m in batch if m.cluster_id == m.entry_id]
+            for match in founders:
+                conn.execute(
+                    clusters.insert().values(
+                        id=match.cluster_id,
+                        first_seen=_EPOCH,
+                        last_seen=_EPOCH,
+                        size=0,
+                        outlet_count=0,
+                    )
+                )
+            for match in batch:
+                conn.execute(
+                    update(entries)
+                    .where(entries.c.id == match.entry_id)
+                    .values(
+                        cluster_id=match.cluster_id,
+                        matched_id=match.matched_id,
+                        match_score=match.score,
+                        match_reason=match.reason,
+                    )
+                )
+            self._refresh_clusters(conn, {m.cluster_id for m in batch})
+        return len(batch)
+
+    def _refresh_clusters(self, conn: Connection, cluster_ids: set[int]) -> None:
+        ids = sorted(cluster_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            figures = conn.execute(
+                select(
+                    entries.c.cluster_id,
+                    func.min(entries.c.published).label("first_seen"),
+                    func.max(entries.c.published).label("last_seen"),
+                    func.count().label("size"),
+                    func.count(feeds.c.outlet_id.distinct()).label("outlet_count"),
+                )
+                .join_from(entries, feeds)
+                .where(entries.c.cluster_id.in_(chunk))
+                .group_by(entries.c.cluster_id)
+            )
+            for row in figures:
+                conn.execute(
+                    update(clusters)
+                    .where(clusters.c.id == row.cluster_id)
+                    .values(
+                        first_seen=row.first_seen,
+                        last_seen=row.last_seen,
+                        size=row.size,
+                        outlet_count=row.outlet_count,
+                    )
+                )
+
+    def clusters_between(self, start: datetime, end: datetime) -> list[Cluster]:
+        """Clusters with an entry published in [start, end), each with all its entries."""
+        touched = (
+            select(entries.c.cluster_id)
+            .where(entries.c.published >= start, entries.c.published < end)
+            .where(entries.c.cluster_id.is_not(None))
+            .distinct()
+        )
+        query = _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.in_(touched)).order_by(
+            entries.c.cluster_id, entries.c.published, entries.c.id
+        )
+        result: dict[int, Cluster] = {}
+        with self._tx() as conn:
+            for row in conn.execute(query).mappings():
+                entry = _entry(row)
+                cluster = result.setdefault(row["cluster_id"], Cluster(id=row["cluster_id"]))
+                cluster.entries.append(entry)
+                cluster.matches[row["id"]] = _match(row)
+        return list(result.values())
+
+    # -- digests ----------------------------------------------------------
+
+    def digest_written(self, name: str, start: datetime, end: datetime) -> bool:
+        query = select(digests.c.id).where(
+            digests.c.name == name, digests.c.period_start == start, digests.c.period_end == end
+        )
+        with self._tx() as conn:
+            return conn.execute(query).first() is not None
+
+    def record_digest(
+        self,
+        name: str,
+        start: datetime,
+        end: datetime,
+        files: Sequence[Path],
+        clusters: int,
+        now: datetime,
+    ) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                digests.insert().values(
+                    name=name,
+                    period_start=start,
+                    period_end=end,
+                    created_at=now,
+                    clusters=clusters,
+                    files="\n".join(str(path) for path in files),
+                )
+            )

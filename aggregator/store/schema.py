@@ -1,0 +1,188 @@
+"""Tables and their versioned migrations.
+
+SQLAlchemy Core tables describe the newest schema for queries; `MIGRATIONS`
+is the ordered history that brings any older database there. A migration
+never edits an earlier step: add a new one. Each step runs in its own
+transaction together with its row in `schema_migrations`, so a crash leaves
+the database at a whole version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    Stored as naive UTC (SQLite has no time zones; PostgreSQL `timestamp`),
+    returned as aware UTC, so comparisons never mix naive and aware values.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use UTC-aware values")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+outlets = Table(
+    "outlets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("language", String(20)),
+    Column("home_url", Text),
+)
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", Text, nullable=False, unique=True),
+    Column("outlet_id", Integer, ForeignKey("outlets.id"), nullable=False),
+    Column("title", Text),
+    Column("language", String(20)),
+    # Where the feed came from: "config", "cli" or "opml".
+    Column("source", String(20), nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_fetched_at", UTCDateTime),
+    Column("next_fetch_at", UTCDateTime),
+    Column("interval_seconds", Integer, nullable=False),
+    Column("consecutive_errors", Integer, nullable=False, default=0),
+    Column("last_status", String(20)),
+    Column("last_error", Text),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("disabled_reason", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_feeds_next_fetch_at", "next_fetch_at"),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    Column("guid", Text, nullable=False),
+    Column("url", Text),
+    Column("canonical_url", Text),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("published", UTCDateTime, nullable=False),
+    Column("published_estimated", Boolean, nullable=False, default=False),
+    Column("author", Text),
+    Column("language", String(20)),
+    Column("content_hash", String(64), nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Set by clustering. cluster_id is the id of the entry that founded the
+    # cluster; matched_id/match_score/match_reason explain the grouping.
+    Column("cluster_id", Integer, ForeignKey("clusters.id")),
+    Column("matched_id", Integer),
+    Column("match_score", Float),
+    Column("match_reason", Text),
+    UniqueConstraint("feed_id", "guid", name="uq_entries_feed_guid"),
+    Index("ix_entries_published", "published"),
+    Index("ix_entries_cluster_id", "cluster_id"),
+    Index("ix_entries_canonical_url", "canonical_url"),
+)
+
+clusters = Table(
+    "clusters",
+    metadata,
+    # Not autoincrement: the founding entry's id, so cluster ids do not depend
+    # on how many runs the clustering took.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("outlet_count", Integer, nullable=False),
+    Index("ix_clusters_last_seen", "last_seen"),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("clusters", Integer, nullable=False),
+    # Newline-separated paths of the files written for this period.
+    Column("files", Text, nullable=False),
+    UniqueConstraint("name", "period_start", "period_end", name="uq_digests_period"),
+)
+
+
+def _create_v1(conn: Connection) -> None:
+    tables = [outlets, feeds, clusters, entries, digests]
+    metadata.create_all(conn, tables=tables)
+
+
+Migration = Callable[[Connection], Any]
+
+# Version n is MIGRATIONS[n - 1].
+MIGRATIONS: list[Migration] = [_create_v1]
+
+
+def migrate(conn_factory: Callable[[], Any]) -> int:
+    """Bring the database to the newest version; return the version it is at.
+
+    `conn_factory` opens a transaction (`engine.begin`); each step gets its own.
+    """
+    with conn_factory() as conn:
+        schema_migrations.create(conn, checkfirst=True)
+        current = conn.execute(
+            schema_migrations.select().order_by(schema_migrations.c.version.desc()).limit(1)
+        ).first()
+    version = current.version if current else 0
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"the database is at schema version {version}, newer than this program "
+            f"({len(MIGRATIONS)}); upgrade aggregator"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        with conn_factory() as conn:
+            MIGRATIONS[number - 1](conn)
+            conn.execute(
+                schema_migrations.insert().values(version=number, applied_at=datetime.now(UTC))
+            )
+    return len(MIGRATIONS)
