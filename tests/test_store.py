@@ -1,0 +1,146 @@
+"""The store against real databases: SQLite files, and PostgreSQL when configured."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from aggregator.models import Entry, Feed, Match, Outlet
+from aggregator.store import Store
+from aggregator.store.schema import MIGRATIONS, clusters, schema_migrations
+
+NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+
+
+def entry(guid: str, title: str = "Bundestag beschließt Haushalt", **kw: object) -> Entry:
+    fields: dict[str, object] = {
+        "url": f"https://example.de/{guid}",
+        "canonical_url": f"https://example.de/{guid}",
+        "summary": "Nach langer Debatte stimmte die Mehrheit zu.",
+        "published": NOW - timedelta(hours=1),
+        "content_hash": f"hash-{title}",
+    }
+    fields.update(kw)
+    return Entry(guid=guid, title=title, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(database_url: str) -> Store:
+    return Store(database_url)
+
+
+def add(store: Store, url: str = "https://example.de/rss", outlet: str = "example.de") -> Feed:
+    feed, _ = store.add_feed(
+        url, Outlet(outlet, "de"), source="config", interval_seconds=1800, now=NOW
+    )
+    return feed
+
+
+def test_migrations_run_once_and_refuse_a_newer_database(database_url: str) -> None:
+    first = Store(database_url)
+    assert first.schema_version == len(MIGRATIONS)
+    again = Store(database_url)
+    with again.engine.begin() as conn:
+        versions = conn.execute(select(schema_migrations.c.version)).scalars().all()
+        assert versions == list(range(1, len(MIGRATIONS) + 1))
+        conn.execute(schema_migrations.insert().values(version=99, applied_at=NOW))
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        Store(database_url)
+
+
+def test_add_feed_is_idempotent_and_due_at_once(store: Store) -> None:
+    feed = add(store)
+    again, new = store.add_feed(
+        feed.url, Outlet("example.de"), source="cli", interval_seconds=60, now=NOW
+    )
+    assert not new and again.id == feed.id
+    assert [f.url for f in store.due_feeds(NOW)] == [feed.url]
+    store.save_feed_state(replace(feed, next_fetch_at=NOW + timedelta(hours=1)), NOW)
+    assert store.due_feeds(NOW) == []
+    assert [f.url for f in store.due_feeds(NOW + timedelta(hours=2))] == [feed.url]
+    store.save_feed_state(replace(feed, disabled=True, disabled_reason="HTTP 410 Gone"), NOW)
+    assert store.due_feeds(NOW + timedelta(days=9)) == []
+    assert store.feeds(include_disabled=False) == []
+
+
+def test_entries_are_unique_per_feed_and_updated_in_place(store: Store) -> None:
+    feed = add(store)
+    result = store.save_fetch(feed, [entry("a"), entry("a"), entry("b", "Zweiter Artikel")], NOW)
+    assert (result.new, result.updated) == (2, 0)
+    assert store.save_fetch(feed, [entry("a"), entry("b", "Zweiter Artikel")], NOW).new == 0
+    pending = store.unclustered()
+    store.save_matches([Match(e.id or 0, e.id or 0, None, 100.0, "founder") for e in pending])
+    edited = entry("a", "Bundestag beschließt Haushalt für 2027", content_hash="new")
+    result = store.save_fetch(feed, [edited], NOW)
+    assert (result.new, result.updated) == (0, 1)
+    stored = store.clusters_between(NOW - timedelta(days=1), NOW)
+    titles = sorted(e.title for c in stored for e in c.entries)
+    assert titles == ["Bundestag beschließt Haushalt für 2027", "Zweiter Artikel"]
+    assert all(e.cluster_id is not None for c in stored for e in c.entries)
+
+
+def test_same_guid_in_two_feeds_is_two_entries(store: Store) -> None:
+    one, two = add(store), add(store, "https://other.de/rss", "other.de")
+    store.save_fetch(one, [entry("x")], NOW)
+    store.save_fetch(two, [entry("x")], NOW)
+    assert len(store.unclustered()) == 2
+
+
+def test_a_failing_save_stores_nothing(store: Store) -> None:
+    feed = add(store)
+    naive = entry("late", published=datetime(2026, 11, 25, 5, 0))
+    with pytest.raises(Exception, match="naive datetime"):
+        store.save_fetch(replace(feed, etag='"v2"'), [entry("ok"), naive], NOW)
+    assert store.unclustered() == []
+    assert store.feeds()[0].etag is None
+
+
+def test_permanent_redirect_moves_the_feed_unless_the_url_is_taken(store: Store) -> None:
+    feed = add(store)
+    add(store, "https://taken.de/rss", "taken.de")
+    store.save_feed_state(replace(feed, url="https://example.de/new-rss"), NOW)
+    assert "https://example.de/new-rss" in [f.url for f in store.feeds()]
+    store.save_feed_state(replace(feed, url="https://taken.de/rss"), NOW)
+    assert sorted(f.url for f in store.feeds()) == [
+        "https://example.de/new-rss",
+        "https://taken.de/rss",
+    ]
+
+
+def test_clusters_keep_figures_and_explanations(store: Store) -> None:
+    one, two = add(store), add(store, "https://other.de/rss", "other.de")
+    store.save_fetch(one, [entry("a", published=NOW - timedelta(hours=3))], NOW)
+    store.save_fetch(two, [entry("b", published=NOW - timedelta(hours=2))], NOW)
+    a, b = store.unclustered()
+    assert a.id is not None and b.id is not None
+    store.save_matches(
+        [Match(a.id, a.id, None, 100.0, "founder"), Match(b.id, a.id, a.id, 91.5, "title 91")]
+    )
+    assert store.unclustered() == []
+    (cluster,) = store.clusters_between(NOW - timedelta(hours=4), NOW)
+    assert cluster.id == a.id
+    assert cluster.outlets == ["example.de", "other.de"]
+    assert cluster.matches[b.id].matched_id == a.id
+    assert cluster.matches[b.id].score == pytest.approx(91.5)
+    with store.engine.begin() as conn:
+        row = conn.execute(select(clusters)).mappings().one()
+    assert (row["size"], row["outlet_count"]) == (2, 2)
+    assert row["first_seen"] == NOW - timedelta(hours=3)
+    # Only the period decides which clusters are selected, but each comes whole.
+    assert store.clusters_between(NOW - timedelta(hours=2), NOW)[0].entries[0].guid == "a"
+    assert store.clusters_between(NOW, NOW + timedelta(hours=1)) == []
+    primed = store.clustered_since(NOW - timedelta(hours=2, minutes=30))
+    assert [e.guid for e, _ in primed] == ["b"]
+
+
+def test_a_digest_period_is_recorded_once(store: Store) -> None:
+    start, end = NOW - timedelta(days=1), NOW
+    assert not store.digest_written("daily", start, end)
+    store.record_digest("daily", start, end, [], 0, NOW)
+    assert store.digest_written("daily", start, end)
+    with pytest.raises(IntegrityError):
+        store.record_digest("daily", start, end, [], 0, NOW)
