@@ -28,7 +28,9 @@ from pydantic import (
 from aggregator.durations import parse_duration
 
 USER_AGENT = "aggregator/0.1 (+https://github.com/aggregator-news/aggregator; news digest bot)"
-DIGEST_FORMATS = ("html", "md", "txt", "json", "atom")
+DigestFormat = Literal["html", "md", "txt", "json", "atom"]
+DIGEST_FORMATS: tuple[DigestFormat, ...] = ("html", "md", "txt", "json", "atom")
+_DEFAULT_FORMATS: list[DigestFormat] = ["html", "md", "json", "atom"]
 
 
 class ConfigError(Exception):
@@ -120,9 +122,7 @@ class DigestSettings(_Section):
     schedule: str = "0 6 * * *"
     timezone: str = "UTC"
     period: Duration = "24h"
-    formats: list[Literal["html", "md", "txt", "json", "atom"]] = Field(
-        default_factory=lambda: ["html", "md", "json", "atom"]
-    )
+    formats: list[DigestFormat] = Field(default_factory=lambda: _DEFAULT_FORMATS.copy())
     output_dir: str = "digests"
     # Display limit for HTML, Markdown, text and Atom; JSON always holds every cluster.
     max_stories: int = Field(50, ge=1)

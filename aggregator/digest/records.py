@@ -10,7 +10,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from aggregator.models import Cluster, Entry
+from aggregator.models import Cluster, Digest, Entry
 
 SCHEMA = "aggregator.digest/1"
 
@@ -67,4 +67,16 @@ def cluster_record(cluster: Cluster) -> dict[str, Any]:
         "first_outlet": first.outlet,
         "size": len(entries),
         "entries": [entry_record(entry, cluster) for entry in entries],
+    }
+
+
+def digest_record(digest: Digest) -> dict[str, Any]:
+    """A whole digest as JSON: every cluster of the period, with no display limit applied."""
+    return {
+        "schema": SCHEMA,
+        "name": digest.name,
+        "title": digest.title or digest.name,
+        "period": {"start": isoformat(digest.period_start), "end": isoformat(digest.period_end)},
+        "generated_at": isoformat(digest.generated_at),
+        "clusters": [cluster_record(cluster) for cluster in digest.clusters],
     }

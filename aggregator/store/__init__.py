@@ -165,12 +165,13 @@ class Store:
                     )
                 )
             return int(row.id)
-        result = conn.execute(
-            outlets.insert().values(
-                name=outlet.name, language=outlet.language, home_url=outlet.home_url
-            )
+        return int(
+            conn.execute(
+                outlets.insert()
+                .values(name=outlet.name, language=outlet.language, home_url=outlet.home_url)
+                .returning(outlets.c.id)
+            ).scalar_one()
         )
-        return int(result.inserted_primary_key[0])
 
     def add_feed(
         self, url: str, outlet: Outlet, *, source: str, interval_seconds: int, now: datetime
