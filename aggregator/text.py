@@ -1,0 +1,329 @@
+"""Language-aware normalization for matching headlines and leads.
+
+Two outlets rarely print the same bytes for the same sentence: one writes
+„Militärbündnis“, the other "Militaerbuendnis"; one uses a dash, the other a
+hyphen; a headline ends in "| tagesschau.de". Everything here maps such
+variants onto one form so that the matcher compares wording, not typography.
+
+Pure functions plus two small caches (stemmers and stems): no I/O, no state
+that changes results. `BoilerplateModel` is the one stateful helper; it learns
+per outlet which title segments repeat, because a prefix such as "Video:" or a
+suffix such as "- news.de" that appears on many of an outlet's titles says
+nothing about the event.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+import snowballstemmer
+from stop_words import LANGUAGE_MAPPING, get_stop_words
+
+DEFAULT_LANGUAGE = "en"
+
+# Every quotation mark becomes a space: „X“, »X«, "X" and ‚X‘ then tokenize alike.
+_QUOTES = "\"'`´„“”‟«»‹›‚‘’‛❝❞＂＇"
+# Hyphens, dashes and minus signs become one ASCII hyphen.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63\uff0d"
+_TRANSLATION = {ord(c): " " for c in _QUOTES} | {ord(c): "-" for c in _DASHES}
+# German umlauts are spelled out before accents are stripped, so "Müller" and
+# "Mueller" meet; other accents ("Erdoğan", "café") are dropped.
+_UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue"}
+
+# A number keeps its inner separators ("4:2", "0,75", "50.000") as evidence:
+# different scores or rates are different events.
+_TOKEN = re.compile(r"\d+(?:[.,:/]\d+)*|[^\W\d_]+(?:\d+)?", re.UNICODE)
+_NUMBER = re.compile(r"\d")
+_DECIMAL_COMMA = re.compile(r"(?<=\d),(?=\d)")
+
+# Segment separators in headlines: "Kicker: Headline", "Headline - outlet.de",
+# "Headline | Site", "+++ Liveblog +++".
+_PREFIX_SPLIT = re.compile(r"^(.{2,60}?)(?::\s+|\s+[-|–—]\s+)")
+_SUFFIX_SPLIT = re.compile(r"(?:\s+[-|–—·»]\s+|\s*\|\s*)([^-|–—·»]{2,60})$")
+_TICKER_MARKS = re.compile(r"\+{2,}|\*{2,}|#{2,}|\u25ba|\u25b6|\u26a1|\U0001f534")
+_TRAILING_ELLIPSIS = re.compile(r"\s*(?:\.{3}|…)\s*$")
+_PAREN_TAG = re.compile(r"\s*[(\[](?:video|audio|fotos?|photos?|bilder|live|update|\d{1,2})[)\]]")
+
+# Kicker words that label the format, not the event. Kept short on purpose:
+# outlet-specific boilerplate is learned by `BoilerplateModel`.
+GENERIC_KICKERS = frozenset(
+    {
+        "video",
+        "videos",
+        "audio",
+        "podcast",
+        "exklusiv",
+        "exclusive",
+        "kommentar",
+        "meinung",
+        "analyse",
+        "interview",
+        "liveblog",
+        "live-blog",
+        "live",
+        "liveticker",
+        "ticker",
+        "newsticker",
+        "news-ticker",
+        "newsblog",
+        "eil",
+        "eilmeldung",
+        "breaking",
+        "breaking news",
+        "update",
+        "updated",
+        "watch",
+        "raw",
+        "fotos",
+        "bilder",
+        "photos",
+        "gallery",
+        "opinion",
+        "plus",
+        "news",
+        "aktuell",
+    }
+)
+
+# Headline phrases that promise content without naming it. Such a title is
+# not evidence of an event, so the matcher leans on the lead instead.
+CLICKBAIT_PHRASES = (
+    "das steckt dahinter",
+    "steckt dahinter",
+    "das muessen sie wissen",
+    "was sie wissen muessen",
+    "das ist der grund",
+    "der grund ist",
+    "so reagiert",
+    "so reagieren",
+    "unglaublich",
+    "schock",
+    "you won't believe",
+    "you wont believe",
+    "here's why",
+    "heres why",
+    "this is why",
+    "what you need to know",
+    "what happened next",
+)
+
+# Snowball algorithm names by ISO 639-1 code (the languages both packages know).
+_SNOWBALL = {
+    "ar": "arabic",
+    "ca": "catalan",
+    "cs": "czech",
+    "da": "danish",
+    "de": "german",
+    "el": "greek",
+    "en": "english",
+    "es": "spanish",
+    "fa": "persian",
+    "fi": "finnish",
+    "fr": "french",
+    "hi": "hindi",
+    "hu": "hungarian",
+    "id": "indonesian",
+    "it": "italian",
+    "nb": "norwegian",
+    "nl": "dutch",
+    "no": "norwegian",
+    "pl": "polish",
+    "pt": "portuguese",
+    "ro": "romanian",
+    "ru": "russian",
+    "sv": "swedish",
+    "tr": "turkish",
+}
+
+
+def fold(text: str) -> str:
+    """Typographic folding: NFKC, casefold (ß -> ss), quotes, dashes, umlauts, accents.
+
+    Idempotent, total on any Unicode string. The result keeps word order and
+    punctuation other than quotes, so it still reads as text.
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = text.translate(_TRANSLATION)
+    for umlaut, spelled in _UMLAUTS.items():
+        text = text.replace(umlaut, spelled)
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    # NFKC after stripping: decomposition can expose compatibility forms again,
+    # and a second casefold keeps the function idempotent on exotic letters.
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if any(u in text for u in _UMLAUTS):
+        return fold(text)
+    return " ".join(text.split())
+
+
+def language_code(language: str | None) -> str | None:
+    """ "de-AT", "de_DE", "German" -> "de"; None or unknown -> None."""
+    if not language:
+        return None
+    code = language.strip().lower().replace("_", "-").split("-")[0]
+    if code in _SNOWBALL or code in LANGUAGE_MAPPING:
+        return code
+    by_name = {name: iso for iso, name in _SNOWBALL.items()}
+    return by_name.get(code)
+
+
+@lru_cache(maxsize=64)
+def stop_words(language: str) -> frozenset[str]:
+    """The maintained stop-word list of the `stop-words` package, folded like text."""
+    try:
+        words = get_stop_words(language)
+    except Exception:  # the package raises its own error type for unknown languages
+        return frozenset()
+    return frozenset(t for w in words for t in _TOKEN.findall(fold(w)))
+
+
+def guess_language(text: str, default: str = DEFAULT_LANGUAGE) -> str:
+    """German or English by stop-word counts; the feed's language wins when known."""
+    words = _TOKEN.findall(fold(text))
+    german = sum(w in stop_words("de") for w in words)
+    english = sum(w in stop_words("en") for w in words)
+    if german > english:
+        return "de"
+    if english > german:
+        return "en"
+    return default
+
+
+@lru_cache(maxsize=64)
+def _stemmer(language: str) -> snowballstemmer.stemmer | None:
+    name = _SNOWBALL.get(language)
+    return snowballstemmer.stemmer(name) if name else None
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str, language: str) -> str:
+    """Light Snowball stem of one folded word ("militaerbuendnisse" -> "militarbundnis").
+
+    Cached: news vocabulary is Zipfian, so a few hundred thousand entries
+    cover nearly every lookup.
+    """
+    if _NUMBER.search(word):
+        return _DECIMAL_COMMA.sub(".", word)
+    stemmer = _stemmer(language)
+    return stemmer.stemWord(word) if stemmer else word
+
+
+def tokens(text: str, language: str) -> list[str]:
+    """Informative stems in order: folded, split, stop words dropped, stemmed.
+
+    Hyphenated compounds are split ("Lambrecht-Rücktritt" -> lambrecht, rucktritt)
+    so they meet the spelled-apart form. Numbers are kept as tokens.
+    """
+    stops = stop_words(language)
+    out: list[str] = []
+    for word in _TOKEN.findall(fold(text)):
+        if word in stops or (len(word) < 2 and not word.isdigit()):
+            continue
+        out.append(stem(word, language))
+    return out
+
+
+def is_clickbait(title: str) -> bool:
+    """True for headlines that withhold the event ("Das steckt dahinter!")."""
+    folded = fold(title)
+    return any(phrase in folded for phrase in CLICKBAIT_PHRASES)
+
+
+def _segment_key(segment: str) -> str:
+    return "".join(c for c in fold(segment) if c.isalnum())
+
+
+def outlet_key(outlet: str) -> str:
+    """ "www.Tagesschau.de" -> "tagesschau": the part of an outlet name a suffix repeats."""
+    name = fold(outlet).removeprefix("www.")
+    name = re.sub(r"\.(?:de|at|ch|com|net|org|co\.uk|uk|li|lu|info|online|tv)$", "", name)
+    return "".join(c for c in name if c.isalnum())
+
+
+def _is_generic_kicker(segment: str) -> bool:
+    key = fold(segment).strip(" .!:+*#")
+    return key in GENERIC_KICKERS or key.endswith(("liveblog", "ticker", "newsblog"))
+
+
+def _names_outlet(segment: str, outlet: str) -> bool:
+    seg, own = _segment_key(segment), outlet_key(outlet)
+    return len(seg) >= 3 and len(own) >= 3 and (own in seg or seg in own)
+
+
+@dataclass
+class BoilerplateModel:
+    """Learns, per outlet, title prefixes and suffixes that repeat across its titles.
+
+    A segment counts as boilerplate once it ends at least `min_count` of the
+    outlet's titles and at least `min_share` of them: "- news.de" on every
+    title qualifies, a topical kicker such as "Ukraine-Krieg:" on a few does not.
+    Counts only grow as titles are observed, so the same titles in the same
+    order always give the same decisions (batch == incremental).
+    """
+
+    min_count: int = 3
+    min_share: float = 0.2
+    max_segments: int = 500
+
+    def __post_init__(self) -> None:
+        self._titles: Counter[str] = Counter()
+        self._prefixes: dict[str, Counter[str]] = {}
+        self._suffixes: dict[str, Counter[str]] = {}
+
+    def observe(self, outlet: str, title: str) -> None:
+        """Count the prefix and suffix segment of one title of `outlet`."""
+        self._titles[outlet] += 1
+        prefix, suffix = _split_segments(title)
+        for segment, table in ((prefix, self._prefixes), (suffix, self._suffixes)):
+            if segment is None:
+                continue
+            counts = table.setdefault(outlet, Counter())
+            counts[_segment_key(segment)] += 1
+            if len(counts) > self.max_segments:
+                # Bounded memory: forget segments seen once; boilerplate repeats.
+                for key in [k for k, n in counts.items() if n <= 1]:
+                    del counts[key]
+
+    def _repeats(self, table: dict[str, Counter[str]], outlet: str, segment: str) -> bool:
+        count = table.get(outlet, Counter())[_segment_key(segment)]
+        return count >= self.min_count and count >= self.min_share * self._titles[outlet]
+
+    def strip(self, outlet: str, title: str) -> str:
+        """The title without generic kickers, ticker marks and the outlet's learned segments."""
+        # "+++ Liveblog +++ Headline": ticker marks delimit a segment like a colon.
+        text = _TICKER_MARKS.sub(": ", unicodedata.normalize("NFKC", title))
+        text = _PAREN_TAG.sub(" ", text)
+        text = _TRAILING_ELLIPSIS.sub("", " ".join(text.split())).strip(" :")
+        for _ in range(3):  # "Video: Eil: Headline - site.de" has nested layers
+            prefix, suffix = _split_segments(text)
+            before = text
+            if prefix is not None and (
+                _is_generic_kicker(prefix)
+                or _names_outlet(prefix, outlet)
+                or self._repeats(self._prefixes, outlet, prefix)
+            ):
+                text = _PREFIX_SPLIT.sub("", text, count=1)
+            if suffix is not None and (
+                _is_generic_kicker(suffix)
+                or _names_outlet(suffix, outlet)
+                or self._repeats(self._suffixes, outlet, suffix)
+            ):
+                text = _SUFFIX_SPLIT.sub("", text, count=1)
+            text = text.strip(" -|:·")
+            if text == before:
+                break
+        # Never strip a title to nothing: then the segment *was* the title.
+        return text if tokens(text, DEFAULT_LANGUAGE) else title
+
+
+def _split_segments(title: str) -> tuple[str | None, str | None]:
+    prefix = _PREFIX_SPLIT.match(title)
+    suffix = _SUFFIX_SPLIT.search(title)
+    return (
+        prefix.group(1) if prefix else None,
+        suffix.group(1) if suffix and suffix.start() > 0 else None,
+    )

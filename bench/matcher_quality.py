@@ -1,0 +1,116 @@
+"""Matcher quality and speed on the labelled sets, against two baselines.
+
+Run from the project root (data sets live outside the repo):
+
+    python bench/matcher_quality.py [--data ../shared/data]
+
+For each set it prints BCubed P/R/F1 and pairwise F1 of
+- exact: items with the same folded title form a cluster;
+- allpairs: rapidfuzz token_set_ratio on folded titles over *all* pairs,
+  single-link, at the threshold that scores best on that very set (an
+  optimistic baseline: it sees the answers);
+- matcher: `aggregator.cluster` at its defaults (event for German,
+  story for UCI),
+and the matcher's throughput in entries/s on UCI dev+test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+from rapidfuzz import fuzz, process
+
+from aggregator.config import ClusterSettings
+from aggregator.dedupe import Row, dedupe, load_rows
+from aggregator.evaluate import Metrics, metrics
+from aggregator.text import fold
+
+SETS = (
+    ("german/dev", "german/dev.jsonl", "event"),
+    ("uci/dev", "uci/dev.jsonl", "story"),
+    ("uci/test", "uci/test.jsonl", "story"),
+)
+
+
+def gold(rows: Sequence[Row]) -> dict[str, Hashable]:
+    return {row.id: row.story for row in rows}
+
+
+def exact_titles(rows: Sequence[Row]) -> Metrics:
+    return metrics({row.id: fold(row.title) for row in rows}, gold(rows))
+
+
+def _components(n: int, edges: list[tuple[int, int]]) -> list[int]:
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in edges:
+        parent[find(a)] = find(b)
+    return [find(i) for i in range(n)]
+
+
+def all_pairs_single_link(rows: Sequence[Row]) -> tuple[float, Metrics]:
+    titles = [fold(row.title) for row in rows]
+    scored: list[tuple[float, int, int]] = []
+    for i, title in enumerate(titles):
+        for _, score, j in process.extract(
+            title, titles[i + 1 :], scorer=fuzz.token_set_ratio, score_cutoff=50, limit=None
+        ):
+            scored.append((score, i, i + 1 + j))
+    best: tuple[float, Metrics] | None = None
+    for threshold in range(50, 100, 5):
+        edges = [(i, j) for score, i, j in scored if score >= threshold]
+        roots = _components(len(rows), edges)
+        result = metrics({row.id: roots[i] for i, row in enumerate(rows)}, gold(rows))
+        if best is None or result.bcubed_f1 > best[1].bcubed_f1:
+            best = (float(threshold), result)
+    assert best is not None
+    return best
+
+
+def matcher(rows: Sequence[Row], granularity: str) -> tuple[Metrics, float]:
+    settings = ClusterSettings.model_validate({"granularity": granularity})
+    start = time.perf_counter()
+    clusters = dedupe(rows, settings)
+    elapsed = time.perf_counter() - start
+    predicted = {entry.guid: cluster.id for cluster in clusters for entry in cluster.entries}
+    return metrics(predicted, gold(rows)), len(rows) / elapsed
+
+
+def row_line(name: str, method: str, result: Metrics, note: str = "") -> str:
+    return (
+        f"{name:<11} {method:<22} {result.bcubed_precision:6.3f} {result.bcubed_recall:6.3f} "
+        f"{result.bcubed_f1:6.3f} {result.pairwise_f1:8.3f}  {note}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    args = parser.parse_args()
+    print(f"{'set':<11} {'method':<22} {'B3 P':>6} {'B3 R':>6} {'B3 F1':>6} {'pair F1':>8}")
+    speed_rows: list[Row] = []
+    for name, path, granularity in SETS:
+        rows = load_rows(args.data / path)
+        if name.startswith("uci"):
+            speed_rows.extend(rows)
+        print(row_line(name, "exact title", exact_titles(rows)))
+        threshold, single = all_pairs_single_link(rows)
+        print(row_line(name, f"all-pairs @{threshold:.0f}", single))
+        result, rate = matcher(rows, granularity)
+        print(row_line(name, f"matcher ({granularity})", result, f"{rate:,.0f} entries/s"))
+    for granularity in ("event", "story"):
+        _, rate = matcher(speed_rows, granularity)
+        print(f"speed: uci dev+test, {len(speed_rows)} entries, {granularity}: {rate:,.0f}/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The matcher on hand-written hard cases: joins what is one event, keeps apart what is not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.cluster import Clusterer, Item, PairScorer, cluster_items
+from aggregator.config import ClusterSettings
+from aggregator.dedupe import load_rows, to_items
+
+FIXTURE = Path(__file__).parent / "fixtures" / "dedupe" / "hard_cases.jsonl"
+T0 = datetime(2024, 3, 1, 8, tzinfo=UTC)
+
+
+def settings(**values: object) -> ClusterSettings:
+    return ClusterSettings.model_validate(values)
+
+
+def fixture_items() -> tuple[list[Item], dict[int, str], dict[str, int]]:
+    pairs = to_items(load_rows(FIXTURE))
+    story = {item.id: row.story or "" for row, item in pairs}
+    by_guid = {row.id: item.id for row, item in pairs}
+    return [item for _, item in pairs], story, by_guid
+
+
+def clusters_by_guid() -> dict[str, int]:
+    items, _, by_guid = fixture_items()
+    cluster_of = {m.entry_id: m.cluster_id for m in cluster_items(items, settings())}
+    return {guid: cluster_of[item_id] for guid, item_id in by_guid.items()}
+
+
+def test_hard_cases_match_gold_labels() -> None:
+    items, story, _ = fixture_items()
+    matches = cluster_items(items, settings())
+    predicted = {m.entry_id: m.cluster_id for m in matches}
+    for a in items:
+        for b in items:
+            same_gold = story[a.id] == story[b.id]
+            same_predicted = predicted[a.id] == predicted[b.id]
+            assert same_gold == same_predicted, (a.title, b.title)
+
+
+def test_same_outlet_update_with_new_url_joins() -> None:
+    cluster = clusters_by_guid()
+    assert cluster["h3"] == cluster["h1"] == cluster["h2"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("b1", "b2"), ("p1", "p2"), ("p2", "p3"), ("r1", "r2"), ("r1", "r3")],
+    ids=["two-matchdays", "same-politician", "same-politician-2", "plan-vs-resignation", "plan-2"],
+)
+def test_hard_negatives_stay_apart(a: str, b: str) -> None:
+    cluster = clusters_by_guid()
+    assert cluster[a] != cluster[b]
+
+
+def test_exact_duplicate_text_and_reason() -> None:
+    items, _, by_guid = fixture_items()
+    matches = {m.entry_id: m for m in cluster_items(items, settings())}
+    duplicate = matches[by_guid["d2"]]
+    assert duplicate.matched_id == by_guid["d1"]
+    assert duplicate.reason == "same normalized text"
+    assert duplicate.score == 100
+
+
+def test_same_canonical_url_joins_whatever_the_text() -> None:
+    first = Item(1, "a", "Sturm über Hamburg", "", T0, canonical_url="https://a.example/1")
+    second = Item(2, "a", "Ganz anderer Titel", "", T0, canonical_url="https://a.example/1")
+    matches = cluster_items([first, second], settings())
+    assert matches[1].cluster_id == 1
+    assert matches[1].reason == "same canonical URL"
+
+
+def test_new_cluster_is_named_after_its_founder() -> None:
+    match = cluster_items([Item(7, "a", "Sturm über Hamburg", "", T0)], settings())[0]
+    assert (match.cluster_id, match.matched_id, match.score) == (7, None, 100)
+
+
+def chain() -> list[Item]:
+    a = Item(
+        1,
+        "a.example",
+        "Sturmtief Zeynep deckt Dächer in Hamburg ab",
+        "Sturmtief Zeynep hat in Hamburg zahlreiche Dächer abgedeckt und Bäume entwurzelt. "
+        "Die Feuerwehr rückte zu 300 Einsätzen aus.",
+        T0,
+    )
+    b = Item(
+        2,
+        "b.example",
+        "Sturmtief Zeynep: Dächer in Hamburg abgedeckt, Fähren in Bremen gestoppt",
+        "Sturmtief Zeynep hat in Hamburg Dächer abgedeckt. In Bremen stellten die Fähren "
+        "den Betrieb ein, die Weser trat über die Ufer.",
+        T0 + timedelta(hours=1),
+    )
+    c = Item(
+        3,
+        "c.example",
+        "Weser tritt über die Ufer: Fähren in Bremen gestoppt",
+        "In Bremen stellten die Fähren den Betrieb ein, die Weser trat über die Ufer. "
+        "Der Hafen meldet Hochwasser.",
+        T0 + timedelta(hours=2),
+    )
+    return [a, b, c]
+
+
+def test_no_chaining_through_a_bridge_item() -> None:
+    a, b, c = chain()
+    config = settings()
+    score = PairScorer([a, b, c], config)
+    threshold = Clusterer(config).threshold
+    # The premise: A~B and B~C, but A and C are about different things.
+    assert score(1, 2).score >= threshold
+    assert score(2, 3).score >= threshold
+    assert score(1, 3).score < threshold - 15
+    matches = cluster_items([a, b, c], config)
+    assert matches[1].cluster_id == 1
+    assert matches[2].cluster_id != 1
+
+
+def test_far_apart_items_are_never_compared() -> None:
+    a, b, _ = chain()
+    late = Item(b.id, b.outlet, a.title, a.summary, a.published + timedelta(days=4))
+    matches = cluster_items([a, late], settings())
+    assert matches[1].cluster_id == late.id
+
+
+def test_incremental_equals_batch_and_priming_equals_one_run() -> None:
+    items, _, _ = fixture_items()
+    config = settings()
+    batch = cluster_items(items, config)
+    one_by_one = Clusterer(config)
+    assert [one_by_one.add(item) for item in items] == batch
+    half = len(items) // 2
+    primed = Clusterer(config)
+    for item, match in zip(items[:half], batch[:half], strict=True):
+        primed.prime(item, match)
+    assert [primed.add(item) for item in items[half:]] == batch[half:]
+
+
+def test_threshold_setting_overrides_default() -> None:
+    items, _, _ = fixture_items()
+    strict = cluster_items(items, settings(threshold=100))
+    assert all(m.matched_id is None or m.score == 100 for m in strict)
+
+
+def test_window_evicts_old_items() -> None:
+    clusterer = Clusterer(settings(window="1h"))
+    for hour in range(100):
+        clusterer.add(
+            Item(hour, "a", f"Meldung Nummer {hour} aus Kiel", "", T0 + timedelta(hours=hour))
+        )
+    assert len(clusterer._state.features) <= 3
+
+
+def test_story_granularity_groups_related_events() -> None:
+    titles = [
+        "Comcast agrees to buy Time Warner Cable",
+        "Time Warner Cable shareholders back Comcast merger",
+        "Senators question Comcast Time Warner Cable deal",
+        "Apple releases new iPhone update",
+    ]
+    items = [Item(i, f"o{i}", t, "", T0 + timedelta(hours=i)) for i, t in enumerate(titles)]
+    story = cluster_items(items, settings(granularity="story"))
+    assert story[1].cluster_id == story[2].cluster_id == 0
+    assert story[3].cluster_id == 3

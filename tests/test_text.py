@@ -1,0 +1,84 @@
+"""Normalization: typographic variants meet, evidence survives, nothing raises."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggregator import text
+
+
+@given(st.text())
+def test_fold_is_idempotent(value: str) -> None:
+    once = text.fold(value)
+    assert text.fold(once) == once
+
+
+@given(st.text(), st.sampled_from(["de", "en", "fr", "xx"]))
+def test_tokens_never_raise_and_are_stable(value: str, language: str) -> None:
+    first = text.tokens(value, language)
+    assert text.tokens(value, language) == first
+    assert all(token and " " not in token for token in first)
+
+
+@given(st.text(), st.text())
+def test_boilerplate_strip_never_raises_or_empties(outlet: str, title: str) -> None:
+    model = text.BoilerplateModel()
+    model.observe(outlet, title)
+    stripped = model.strip(outlet, title)
+    assert stripped or not title
+
+
+def test_german_typography_folds_together() -> None:
+    assert text.fold("„Straße“ – München") == text.fold('"Strasse" - Muenchen')
+    assert text.fold("»Erdoğan« ‚sagt‘") == text.fold("Erdogan sagt")
+
+
+def test_stemming_matches_inflections_and_umlaut_spellings() -> None:
+    assert text.tokens("Militärbündnis", "de") == text.tokens("Militärbündnisse", "de")
+    assert text.tokens("Militaerbuendnisse", "de") == text.tokens("Militärbündnis", "de")
+
+
+def test_stop_words_drop_and_numbers_stay() -> None:
+    assert text.tokens("Der FC verliert mit 1:2 gegen die Gäste", "de") == [
+        "fc",
+        "verliert",
+        "1:2",
+        "gast",
+    ]
+    assert "0.75" in text.tokens("Zinsen steigen um 0,75 Punkte", "de")
+
+
+def test_language_code_and_guess() -> None:
+    assert text.language_code("de-AT") == "de"
+    assert text.language_code("German") == "de"
+    assert text.language_code(None) is None
+    assert text.guess_language("Die Regierung hat sich auf einen Plan geeinigt") == "de"
+    assert text.guess_language("The government has agreed on a plan") == "en"
+
+
+def test_generic_kickers_and_outlet_suffixes_are_stripped() -> None:
+    model = text.BoilerplateModel()
+    assert model.strip("tagesschau.de", "Video: Sturm über Hamburg | tagesschau.de") == (
+        "Sturm über Hamburg"
+    )
+    assert model.strip("x", "+++ Liveblog +++ Sturm über Hamburg") == "Sturm über Hamburg"
+    assert model.strip("x", "Kommentar: Sturm über Hamburg") == "Sturm über Hamburg"
+
+
+def test_repeated_outlet_segments_are_learned() -> None:
+    model = text.BoilerplateModel()
+    titles = ["Sturm über Hamburg", "Brand in Kiel", "Wahl in Bremen", "Streik bei der Bahn"]
+    for title in titles:
+        model.observe("Nordblatt", f"{title} - Das Nordportal")
+    assert model.strip("Nordblatt", "Neuer Bürgermeister - Das Nordportal") == (
+        "Neuer Bürgermeister"
+    )
+    # Another outlet has not shown that suffix, and a topical kicker seen once stays.
+    assert model.strip("Südblatt", "Neuer Bürgermeister - Das Nordportal").endswith("Nordportal")
+    assert model.strip("Nordblatt", "Kiel: Neuer Bürgermeister").startswith("Kiel")
+
+
+def test_clickbait_detection() -> None:
+    assert text.is_clickbait("Ärger um Bürgermeister – das steckt dahinter!")
+    assert not text.is_clickbait("Bürgermeister von Kiel tritt zurück")
