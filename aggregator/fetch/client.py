@@ -1,0 +1,470 @@
+"""Downloading feeds: conditional GET, limits, redirects and size caps.
+
+Every per-feed problem (a timeout, a 404, a refused redirect, an oversized or
+endless response) comes back as a FAILED `FetchResult` with a short reason and
+is never raised: one broken feed must not stop the others. What a result means
+for the feed's schedule is decided in `policy`, not here.
+
+Redirects are followed by hand rather than by httpx so that every hop passes
+the SSRF guard, only http(s) targets are accepted, and a chain made only of
+permanent redirects can move the stored feed URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import mimetypes
+import ssl
+import time
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from stat import S_ISREG
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import brotli
+import httpx
+
+from aggregator.config import FetchSettings
+from aggregator.fetch.guard import UnsafeURLError, check_url
+from aggregator.models import Feed, FetchResult, FetchStatus
+
+log = logging.getLogger(__name__)
+
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
+)
+ACCEPT_ENCODING = "gzip, deflate, br"
+_WEB_SCHEMES = ("http", "https")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PERMANENT_REDIRECTS = frozenset({301, 308})
+_RETRY_STATUSES = frozenset({429, 503})
+# Longer Retry-After values are clamped (policy caps them further); this only
+# keeps absurd numbers from overflowing datetime arithmetic.
+_MAX_RETRY_AFTER = timedelta(days=366)
+
+
+class RequestSlots:
+    """Limits on requests in flight: `total` at once, and `per_host` to any one host.
+
+    A request first waits for its host's slot and only then for a global one,
+    so feeds queued behind one busy host never hold global slots that other
+    hosts could use. Slots are held for one hop at a time and never nested, so
+    redirect chains crossing hosts cannot deadlock each other.
+    """
+
+    def __init__(self, total: int, per_host: int) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._per_host = per_host
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    @classmethod
+    def from_settings(cls, settings: FetchSettings) -> RequestSlots:
+        return cls(settings.max_concurrency, settings.per_host_concurrency)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, host: str) -> AsyncIterator[None]:
+        host_slot = self._hosts.setdefault(host, asyncio.Semaphore(self._per_host))
+        async with host_slot, self._total:
+            yield
+
+
+def make_client(settings: FetchSettings) -> httpx.AsyncClient:
+    """An httpx client for `fetch_feed`, its connection pool sized to the global limit.
+
+    Headers and timeouts are set per request by `fetch_feed`, so any client
+    works there. Proxy variables and .netrc are ignored (trust_env=False): the
+    SSRF guard vets the address this process connects to, which a proxy would
+    change, and .netrc credentials must not be sent to arbitrary feed hosts.
+    """
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=settings.max_concurrency,
+            max_keepalive_connections=settings.max_concurrency,
+        ),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+async def fetch_feed(
+    client: httpx.AsyncClient,
+    feed: Feed,
+    settings: FetchSettings,
+    *,
+    slots: RequestSlots | None = None,
+) -> FetchResult:
+    """Fetch one feed (http(s) or file URL); problems come back as FAILED, never raised.
+
+    `slots` shares concurrency limits between calls; without it the limits
+    apply to this call's requests alone.
+    """
+    started = time.monotonic()
+    try:
+        if urlsplit(feed.url).scheme.lower() == "file":
+            return await _fetch_file(feed, settings)
+        return await _fetch_http(
+            client, feed, settings, slots or RequestSlots.from_settings(settings)
+        )
+    except _FAILURES as exc:
+        error = _describe(exc, settings)
+    except Exception as exc:
+        # A bug here must cost one feed, not the whole run; logged with its traceback.
+        log.exception("unexpected error fetching %s", feed.url)
+        error = f"unexpected {type(exc).__name__}: {exc}"
+    return _failed(feed.url, error, time.monotonic() - started)
+
+
+async def fetch_many(
+    feeds: Iterable[Feed], settings: FetchSettings
+) -> AsyncGenerator[tuple[Feed, FetchResult], None]:
+    """Fetch all `feeds` concurrently within the limits; yield each result as it completes.
+
+    Yielding as results arrive lets the caller parse and store each feed in its
+    own transaction while the others are still downloading. Closing the
+    generator early cancels the fetches still running.
+    """
+    slots = RequestSlots.from_settings(settings)
+    async with make_client(settings) as client:
+
+        async def one(feed: Feed) -> tuple[Feed, FetchResult]:
+            return feed, await fetch_feed(client, feed, settings, slots=slots)
+
+        tasks = [asyncio.create_task(one(feed)) for feed in feeds]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                yield await next_done
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Refused(Exception):
+    """A per-feed failure whose message is already the one-line reason."""
+
+
+# What a per-feed problem can raise; each becomes a FAILED result via _describe.
+_FAILURES = (
+    _Refused,
+    UnsafeURLError,
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    OSError,
+    zlib.error,
+    brotli.error,
+)
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    status: int
+    target: str
+
+
+def _failed(url: str, error: str, elapsed: float = 0.0) -> FetchResult:
+    return FetchResult(url=url, status=FetchStatus.FAILED, error=error, elapsed_seconds=elapsed)
+
+
+async def _fetch_http(
+    client: httpx.AsyncClient, feed: Feed, settings: FetchSettings, slots: RequestSlots
+) -> FetchResult:
+    """Follow the redirect chain by hand; `elapsed_seconds` excludes time queued for slots."""
+    url = feed.url
+    all_permanent = True
+    elapsed = 0.0
+    for _ in range(settings.max_redirects + 1):
+        async with slots.hold(httpx.URL(url).host):
+            started = time.monotonic()
+            outcome = await _attempt(client, url, feed, settings)
+            elapsed += time.monotonic() - started
+        if isinstance(outcome, _Redirect):
+            all_permanent = all_permanent and outcome.status in _PERMANENT_REDIRECTS
+            url = outcome.target
+            continue
+        outcome.elapsed_seconds = elapsed
+        moved = all_permanent and url != feed.url
+        if moved and outcome.status in (FetchStatus.OK, FetchStatus.NOT_MODIFIED):
+            # Only a location proven to serve the feed replaces the stored URL.
+            outcome.permanent_url = url
+        return outcome
+    return _failed(url, f"too many redirects (more than {settings.max_redirects})", elapsed)
+
+
+async def _attempt(
+    client: httpx.AsyncClient, url: str, feed: Feed, settings: FetchSettings
+) -> FetchResult | _Redirect:
+    """One hop within the wall-clock limit, failures turned into results."""
+    try:
+        async with asyncio.timeout(settings.total_timeout):
+            return await _exchange(client, url, feed, settings)
+    except TimeoutError:
+        return _failed(url, f"response took longer than {settings.total_timeout:g} s")
+    except _FAILURES as exc:
+        return _failed(url, _describe(exc, settings))
+
+
+async def _exchange(
+    client: httpx.AsyncClient, url: str, feed: Feed, settings: FetchSettings
+) -> FetchResult | _Redirect:
+    """One request: a final result, or where a redirect points."""
+    # getaddrinfo blocks, so the guard runs in a worker thread.
+    await asyncio.to_thread(check_url, url, allow_private=settings.allow_private_addresses)
+    async with client.stream(
+        "GET",
+        url,
+        headers=_request_headers(feed, settings),
+        timeout=_timeouts(settings),
+        follow_redirects=False,
+    ) as response:
+        code = response.status_code
+        if code in _REDIRECTS:
+            return _redirect(response)
+        headers = response.headers
+        result = FetchResult(
+            url=url,
+            status=FetchStatus.FAILED,
+            http_status=code,
+            content_type=headers.get("content-type"),
+        )
+        if code == 410:
+            result.status = FetchStatus.GONE
+            result.error = "HTTP 410 Gone"
+        elif code != 304 and not 200 <= code < 300:
+            result.error = f"HTTP {code} {response.reason_phrase}".rstrip()
+            if code in _RETRY_STATUSES:
+                now = datetime.now(UTC)
+                result.retry_after = parse_retry_after(headers.get("retry-after"), now)
+        else:
+            # Validators describe content, so only a 2xx or 304 carries meaningful ones.
+            result.etag = headers.get("etag")
+            result.last_modified = headers.get("last-modified")
+            if code == 304:
+                result.status = FetchStatus.NOT_MODIFIED
+            else:
+                result.content = await _read_capped(response, settings.max_bytes)
+                result.bytes_read = len(result.content)
+                result.status = FetchStatus.OK
+        return result
+
+
+def _redirect(response: httpx.Response) -> _Redirect:
+    location = response.headers.get("location")
+    if not location:
+        raise _Refused(f"HTTP {response.status_code} redirect without a Location header")
+    target = response.url.join(location)
+    if target.scheme not in _WEB_SCHEMES:
+        raise _Refused(f"redirect to a {target.scheme!r} URL refused (only http and https)")
+    return _Redirect(response.status_code, str(target))
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The decoded body, refused as soon as it grows past `limit` bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    decoder = _BoundedDecoder(response.headers.get("content-encoding", ""), limit)
+    return b"".join([decoder.decode(chunk) async for chunk in response.aiter_raw()])
+
+
+class _BoundedDecoder:
+    """Undoes a Content-Encoding chunk by chunk without ever exceeding `limit` bytes.
+
+    httpx would decode each network read in one go, and a few hundred bytes of
+    brotli (or 64 KiB of gzip) expand to gigabytes before any size check could
+    run. Here every decompression step gets an output budget of what is left
+    under the cap, so a compression bomb stops at the cap. The raw bytes are
+    capped too: data after the end of a compressed stream decodes to nothing
+    but would otherwise pile up inside the decompressor.
+    """
+
+    def __init__(self, content_encoding: str, limit: int) -> None:
+        self._limit = limit
+        self._raw = 0
+        self._total = 0
+        coding = content_encoding.strip().lower()
+        self._step: Callable[[bytes, int], bytes]
+        if coding in ("", "identity"):
+            self._step = lambda data, _budget: data
+        elif coding in ("gzip", "x-gzip"):
+            self._step = _Inflate(raw_fallback=False)
+        elif coding == "deflate":
+            self._step = _Inflate(raw_fallback=True)
+        elif coding == "br":
+            self._step = _Unbrotli()
+        else:
+            raise _Refused(f"unsupported Content-Encoding {content_encoding!r}")
+
+    def decode(self, data: bytes) -> bytes:
+        self._raw += len(data)
+        # One byte over the remaining room is enough to know the cap is exceeded.
+        output = self._step(data, self._limit - self._total + 1)
+        self._total += len(output)
+        if self._total > self._limit or self._raw > self._limit:
+            raise _too_large(self._limit)
+        return output
+
+
+class _Inflate:
+    """gzip or zlib-wrapped deflate; with `raw_fallback` also the bare deflate some servers send."""
+
+    def __init__(self, *, raw_fallback: bool) -> None:
+        self._raw_fallback = raw_fallback
+        # 32 + MAX_WBITS: detect a gzip or a zlib header automatically.
+        self._inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+
+    def __call__(self, data: bytes, budget: int) -> bytes:
+        try:
+            return self._inflater.decompress(data, budget)
+        except zlib.error:
+            if not self._raw_fallback:
+                raise
+            self._raw_fallback = False
+            self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self._inflater.decompress(data, budget)
+
+
+class _Unbrotli:
+    """brotli, with the output limit that brotli 1.2 added for exactly this purpose."""
+
+    def __init__(self) -> None:
+        self._decompressor = brotli.Decompressor()
+
+    def __call__(self, data: bytes, budget: int) -> bytes:
+        output = self._decompressor.process(data, output_buffer_limit=budget)
+        # Output held back by the limit must be drained before more input is accepted.
+        while len(output) < budget and not self._decompressor.can_accept_more_data():
+            output += self._decompressor.process(b"", output_buffer_limit=budget - len(output))
+        return bytes(output)
+
+
+def _too_large(limit: int) -> _Refused:
+    return _Refused(f"response larger than {_size(limit)}")
+
+
+def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
+    """When a Retry-After header (seconds or an HTTP date) allows the next request."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return now + min(timedelta(seconds=int(value[:12])), _MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _request_headers(feed: Feed, settings: FetchSettings) -> dict[str, str]:
+    headers = {
+        "User-Agent": settings.user_agent,
+        "Accept": ACCEPT,
+        # Exactly what _BoundedDecoder undoes; httpx's own decoding is bypassed.
+        "Accept-Encoding": ACCEPT_ENCODING,
+    }
+    if feed.etag:
+        headers["If-None-Match"] = feed.etag
+    if feed.last_modified:
+        headers["If-Modified-Since"] = feed.last_modified
+    return headers
+
+
+def _timeouts(settings: FetchSettings) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.read_timeout,
+        write=settings.read_timeout,
+        pool=settings.connect_timeout,
+    )
+
+
+async def _fetch_file(feed: Feed, settings: FetchSettings) -> FetchResult:
+    """A local file, as the bundled sample configuration lists them."""
+    check_url(feed.url, allow_private=settings.allow_private_addresses)
+    parts = urlsplit(feed.url)
+    if parts.netloc not in ("", "localhost"):
+        raise _Refused(f"file URL names a remote host {parts.netloc!r}")
+    path = Path(url2pathname(parts.path))
+    started = time.monotonic()
+    result = await asyncio.to_thread(_read_file, feed, path, settings.max_bytes)
+    result.elapsed_seconds = time.monotonic() - started
+    return result
+
+
+def _read_file(feed: Feed, path: Path, limit: int) -> FetchResult:
+    """Read `path` unless it is unchanged since the last fetch.
+
+    Its ETag is built from the mtime in nanoseconds and the size, so a rewrite
+    within the same second as the last fetch is still noticed; Last-Modified
+    (the mtime as an HTTP date) decides only when no ETag was stored.
+    """
+    stat = path.stat()
+    if not S_ISREG(stat.st_mode):
+        raise _Refused(f"{path} is not a regular file")
+    result = FetchResult(
+        url=feed.url,
+        status=FetchStatus.OK,
+        content_type=mimetypes.guess_type(path.name)[0],
+        etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
+        last_modified=email.utils.formatdate(stat.st_mtime, usegmt=True),
+    )
+    if feed.etag == result.etag or (not feed.etag and feed.last_modified == result.last_modified):
+        result.status = FetchStatus.NOT_MODIFIED
+        return result
+    with path.open("rb") as handle:
+        content = handle.read(limit + 1)
+    if len(content) > limit:
+        raise _Refused(f"file larger than {_size(limit)}")
+    result.content = content
+    result.bytes_read = len(content)
+    return result
+
+
+def _describe(exc: BaseException, settings: FetchSettings) -> str:
+    """A short, human reason for a failed fetch."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"connection timed out after {settings.connect_timeout:g} s"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {settings.read_timeout:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        return _connect_reason(exc)
+    if isinstance(exc, zlib.error | brotli.error):
+        return f"cannot decode the response: {exc}"
+    if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read {exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+def _connect_reason(exc: httpx.ConnectError) -> str:
+    """Dig the OS-level cause out of httpx's wrapping ("connection refused", ...)."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # a bounded walk: cause chains can, rarely, loop
+        if cause is None:
+            break
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS error: {cause.reason or cause}"
+        if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
+            return f"connection failed: {cause.strerror.lower()}"
+        cause = cause.__cause__ or cause.__context__
+    return f"connection failed: {exc}"
+
+
+def _size(limit: int) -> str:
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= factor and limit % factor == 0:
+            return f"{limit // factor} {unit}"
+    return f"{limit} bytes"
