@@ -29,9 +29,10 @@ from aggregator.durations import parse_when
 from aggregator.fetch import UnsafeURLError, check_url
 from aggregator.models import Feed, FetchResult, Outlet
 from aggregator.pipeline import FetchSummary, Pipeline, utcnow
-from aggregator.store import Store
+from aggregator.store import Busy, Store
 
 DEFAULT_CONFIG = "aggregator.toml"
+LOCK_WAIT_SECONDS = 6 * 3600.0
 
 
 class Context:
@@ -120,15 +121,34 @@ def _fetch(obj: Context, all_feeds: bool) -> FetchSummary:
     return summary
 
 
+WAIT_OPTION = click.option(
+    "--wait", is_flag=True, help="If another run is in progress, wait for it instead of exiting."
+)
+
+
+@contextmanager
+def _exclusive(obj: Context, wait: bool) -> Iterator[None]:
+    """Only one fetching run per database; a second exits with a clear message (code 3)."""
+    try:
+        with obj.store.exclusive("run", wait=LOCK_WAIT_SECONDS if wait else 0.0):
+            yield
+    except Busy as exc:
+        click.echo(f"busy: {exc}; not starting (use --wait to wait for it)", err=True)
+        sys.exit(3)
+
+
 @main.command()
 @click.option("--all", "all_feeds", is_flag=True, help="Fetch every enabled feed, due or not.")
+@WAIT_OPTION
 @click.pass_obj
-def fetch(obj: Context, all_feeds: bool) -> None:
+def fetch(obj: Context, all_feeds: bool, wait: bool) -> None:
     """Fetch feeds that are due, store new and updated entries, cluster them.
 
-    Exits 1 when any feed failed (the others are still stored).
+    Exits 1 when any feed failed (the others are still stored), 3 when another
+    run is in progress.
     """
-    summary = _fetch(obj, all_feeds)
+    with _exclusive(obj, wait):
+        summary = _fetch(obj, all_feeds)
     sys.exit(1 if summary.failed else 0)
 
 
@@ -178,17 +198,20 @@ def digest(
 
 @main.command()
 @click.option("--once", is_flag=True, help="One pass, for cron: fetch, cluster, write due digests.")
+@WAIT_OPTION
 @click.pass_obj
-def run(obj: Context, once: bool) -> None:
+def run(obj: Context, once: bool, wait: bool) -> None:
     """Fetch due feeds, cluster, and write every digest whose period is due.
 
     A digest period already written is not written again, so running this
-    twice in the same period writes nothing new.
+    twice in the same period writes nothing new. Exits 1 when a feed failed,
+    3 when another run is in progress.
     """
     if not once:
         fail("run needs --once (call it from cron)")
-    summary = _fetch(obj, all_feeds=False)
-    runs = obj.pipeline().write_due_digests()
+    with _exclusive(obj, wait):
+        summary = _fetch(obj, all_feeds=False)
+        runs = obj.pipeline().write_due_digests()
     for done in runs:
         click.echo(
             f"digest {done.name} {done.start:%Y-%m-%d %H:%M}Z – {done.end:%Y-%m-%d %H:%M}Z: "
@@ -250,7 +273,7 @@ def dedupe_command(
     if show_explain:
         click.echo(explain(clusters))
     if gold:
-        click.echo(gold_report(rows, clusters))
+        click.echo(gold_report(rows, clusters, cluster_settings))
 
 
 # -- feeds ----------------------------------------------------------------------

@@ -13,7 +13,9 @@ def parse_duration(text: str) -> timedelta:
     """Parse ``30m``, ``24h``, ``7d``, ``2w``; raise ValueError naming the accepted forms."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not a duration (expected a number and s, m, h, d or w, e.g. 24h)")
+        raise ValueError(
+            f"{text!r} is not a duration (expected a number and s, m, h, d or w, e.g. 24h)"
+        )
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 

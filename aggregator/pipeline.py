@@ -8,6 +8,7 @@ its files were written (re-writing them is harmless: same names, atomic).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -132,7 +133,11 @@ class Pipeline:
         languages = self.store.outlet_languages()
         summary = FetchSummary()
         async for feed, result in fetch_many(feeds, self.settings.fetch):
-            self._store_result(feed, result, languages.get(feed.outlet), summary)
+            # Parsing and storing run in a thread so downloads still in flight keep
+            # being read instead of running into their timeouts.
+            await asyncio.to_thread(
+                self._store_result, feed, result, languages.get(feed.outlet), summary
+            )
             if progress is not None:
                 progress(feed, result)
         return summary

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from aggregator.models import Entry, Feed, Match, Outlet
-from aggregator.store import Store
+from aggregator.store import Busy, Store
 from aggregator.store.schema import MIGRATIONS, clusters, schema_migrations
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -144,3 +144,17 @@ def test_a_digest_period_is_recorded_once(store: Store) -> None:
     assert store.digest_written("daily", start, end)
     with pytest.raises(IntegrityError):
         store.record_digest("daily", start, end, [], 0, NOW)
+
+
+def test_only_one_run_holds_the_lock(database_url: str) -> None:
+    first, second = Store(database_url), Store(database_url)
+    with first.exclusive("run"):
+        with (
+            pytest.raises(Busy, match="another aggregator run"),
+            second.exclusive("run", wait=0.3),
+        ):
+            pass
+        with second.exclusive("other"):
+            pass
+    with second.exclusive("run"):
+        pass

@@ -7,7 +7,7 @@ database as it was before the call or after it, never in between.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +29,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from aggregator.models import Cluster, Entry, Feed, Match, Outlet
-from aggregator.store import schema
+from aggregator.store import lock, schema
+from aggregator.store.lock import Busy
 from aggregator.store.schema import clusters, digests, entries, feeds, outlets
 
-__all__ = ["FeedStatusRow", "SaveResult", "Store"]
+__all__ = ["Busy", "FeedStatusRow", "SaveResult", "Store"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,10 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def exclusive(self, name: str, *, wait: float = 0.0) -> AbstractContextManager[None]:
+        """A lock across processes (and, on PostgreSQL, machines) for work that must not overlap."""
+        return lock.exclusive(self.engine, name, wait=wait)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
