@@ -25,10 +25,11 @@ from aggregator.config import ConfigError, Settings
 from aggregator.dedupe import DedupeInputError, dedupe, explain, gold_report, load_rows
 from aggregator.deliver import write_file
 from aggregator.digest.records import SCHEMA, cluster_record
-from aggregator.durations import parse_when
+from aggregator.durations import parse_duration, parse_when
 from aggregator.fetch import UnsafeURLError, check_url
 from aggregator.models import Feed, FetchResult, Outlet
 from aggregator.pipeline import FetchSummary, Pipeline, utcnow
+from aggregator.schedule import Service
 from aggregator.store import Busy, Store
 
 DEFAULT_CONFIG = "aggregator.toml"
@@ -222,6 +223,24 @@ def run(obj: Context, once: bool, wait: bool) -> None:
     if not runs:
         click.echo("no digest due")
     sys.exit(1 if summary.failed else 0)
+
+
+@main.command()
+@click.pass_obj
+def serve(obj: Context) -> None:
+    """Run as a service: fetch due feeds continuously, write digests on their schedules.
+
+    Stops on SIGTERM or SIGINT after running fetches finish (bounded by
+    serve.shutdown_grace); a restart resumes from the stored schedule.
+    """
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    service = Service(
+        obj.pipeline(),
+        poll_seconds=parse_duration(obj.settings.serve.poll_interval).total_seconds(),
+        grace_seconds=parse_duration(obj.settings.serve.shutdown_grace).total_seconds(),
+    )
+    asyncio.run(service.run())
 
 
 # -- dedupe ---------------------------------------------------------------------

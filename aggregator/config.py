@@ -101,6 +101,13 @@ class ClusterSettings(_Section):
         return parse_duration(self.window)
 
 
+class ServeSettings(_Section):
+    # How often `serve` asks the database for feeds that are due.
+    poll_interval: Duration = "60s"
+    # On SIGTERM/SIGINT, how long running fetches may take to finish.
+    shutdown_grace: Duration = "30s"
+
+
 class OutletSettings(_Section):
     name: str = Field(min_length=1)
     language: str | None = None
@@ -160,6 +167,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     fetch: FetchSettings = FetchSettings()
     cluster: ClusterSettings = ClusterSettings()
+    serve: ServeSettings = ServeSettings()
     outlets: list[OutletSettings] = Field(default_factory=list)
     digests: list[DigestSettings] = Field(default_factory=list)
     # The folder relative paths are resolved against (the config file's).

@@ -242,11 +242,13 @@ class Pipeline:
             files = deliver.write_digest(built, digest, base, formats)
         return DigestRun(digest.name, start, end, files, len(built.clusters))
 
-    def write_due_digests(self) -> list[DigestRun]:
-        """Write each digest whose latest scheduled period has not been written yet."""
+    def write_due_digests(self, names: list[str] | None = None) -> list[DigestRun]:
+        """Write each digest (of `names`, default all) whose latest period is not written yet."""
         runs = []
         now = self.clock()
         for digest in self.settings.digests:
+            if names is not None and digest.name not in names:
+                continue
             start, end = scheduled_period(digest, now)
             if self.store.digest_written(digest.name, start, end):
                 continue

@@ -1,0 +1,114 @@
+"""The long-running service: APScheduler wiring of which job runs when, nothing else.
+
+One recurring job asks the database for the feeds that are due and fetches
+them with bounded concurrency (100,000 feeds are not 100,000 jobs); each
+digest has a cron job in its own time zone. Jobs coalesce missed runs and
+never overlap themselves, and every pass takes the same run lock as
+`run --once`, so cron and the service never process the same work at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from aggregator.pipeline import Pipeline, utcnow
+from aggregator.store import Busy
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Runs the pipeline on a schedule until SIGTERM or SIGINT."""
+
+    def __init__(self, pipeline: Pipeline, *, poll_seconds: float, grace_seconds: float) -> None:
+        self.pipeline = pipeline
+        self.poll_seconds = poll_seconds
+        self.grace_seconds = grace_seconds
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    async def _locked(self, what: str, work: Callable[[], Awaitable[None]]) -> None:
+        if self._stopping.is_set():
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            with self.pipeline.store.exclusive("run"):
+                await work()
+        except Busy:
+            log.info("%s skipped: another run holds the lock", what)
+        except Exception:
+            # A job that fails is logged and retried at its next turn; the service stays up.
+            log.exception("%s failed", what)
+        finally:
+            self._running.discard(task)
+
+    async def fetch_due(self) -> None:
+        async def work() -> None:
+            summary = await self.pipeline.fetch()
+            clustered = await asyncio.to_thread(self.pipeline.cluster)
+            if summary.ok or summary.failed or summary.not_modified:
+                log.info("%s; %d clustered", summary.line(), clustered)
+
+        await self._locked("fetch", work)
+
+    async def write_digests(self, names: list[str] | None = None) -> None:
+        async def work() -> None:
+            for run in await asyncio.to_thread(self.pipeline.write_due_digests, names):
+                log.info(
+                    "digest %s %s – %s: %d stories, %s",
+                    run.name,
+                    run.start.isoformat(),
+                    run.end.isoformat(),
+                    run.clusters,
+                    ", ".join(str(p) for p in run.files),
+                )
+
+        await self._locked("digest", work)
+
+    def _scheduler(self) -> AsyncIOScheduler:
+        scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        )
+        scheduler.add_job(
+            self.fetch_due,
+            IntervalTrigger(seconds=self.poll_seconds, timezone=UTC),
+            id="fetch",
+            next_run_time=utcnow(),
+        )
+        for digest in self.pipeline.settings.digests:
+            scheduler.add_job(
+                self.write_digests, digest.trigger, args=[[digest.name]], id=f"digest:{digest.name}"
+            )
+        return scheduler
+
+    async def run(self) -> None:
+        """Serve until a signal; then stop claiming work and let running jobs finish."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        # A period that fell due while the service was down is written at start.
+        await self.write_digests()
+        scheduler = self._scheduler()
+        scheduler.start()
+        log.info("serving: polling due feeds every %s s", self.poll_seconds)
+        await self._stopping.wait()
+        log.info("stopping: finishing %d running job(s)", len(self._running))
+        scheduler.shutdown(wait=False)
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=self.grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                # Each feed commits on its own, so what is cancelled here is fetched again later.
+                await asyncio.wait(pending, timeout=5)
+        log.info("stopped")

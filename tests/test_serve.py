@@ -1,0 +1,81 @@
+"""`serve` as a real process: it fetches on its own, writes due digests, and stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from configfile import write_config
+from feedserver import FeedServer
+
+from aggregator.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+FEEDS = ROOT / "tests" / "fixtures" / "feeds"
+
+
+def wait_for(condition: object, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_serve_fetches_writes_digests_and_stops_on_sigterm(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    urls = [
+        feed_server.add(
+            "/de.xml", (FEEDS / "rss2_de_utf8_umlauts_cdata_entities.xml").read_bytes()
+        ),
+        feed_server.add("/en.xml", (FEEDS / "atom_en_newsroom.xml").read_bytes()),
+    ]
+    database = tmp_path / "serve.db"
+    config = write_config(
+        tmp_path / "serve.toml",
+        {
+            "database": {"url": f"sqlite:///{database}"},
+            "fetch": {"allow_private_addresses": True, "interval": "1h", "min_interval": "1s"},
+            "serve": {"poll_interval": "1s", "shutdown_grace": "5s"},
+            "outlets": [{"name": "fixture", "language": "de", "feeds": urls}],
+            "digests": [
+                {
+                    "name": "hourly",
+                    "schedule": "0 * * * *",
+                    "period": "3650d",
+                    "formats": ["json"],
+                    "output_dir": str(tmp_path / "out"),
+                }
+            ],
+        },
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "--config", str(config), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert wait_for(
+            lambda: database.exists() and len(Store(f"sqlite:///{database}").feed_status()) == 2
+        )
+        store = Store(f"sqlite:///{database}")
+        assert wait_for(lambda: all(row.entries > 0 for row in store.feed_status()))
+        assert wait_for(lambda: list((tmp_path / "out").glob("hourly_*.json")))
+        # Feeds are not due again for an hour: polling every second must not refetch them.
+        time.sleep(2.5)
+        assert feed_server.hits("/de.xml") == 1
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "fetched http://127.0.0.1" in output
+    assert "stopped" in output
