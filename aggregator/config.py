@@ -7,6 +7,7 @@ threshold should not silently run with the default.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -73,6 +74,11 @@ class FetchSettings(_Section):
     # Consecutive failures double the wait, starting from `interval`,
     # bounded by `max_interval`.
     backoff_factor: float = Field(2.0, ge=1.0)
+    # A feed failing without a single success for this long is disabled.
+    disable_after: Duration = "7d"
+    # Each feed's next fetch comes up to this fraction of its interval early,
+    # a fixed offset per URL, so feeds of one host added together drift apart.
+    jitter: float = Field(0.1, ge=0.0, lt=1.0)
 
     @property
     def interval_delta(self) -> timedelta:
@@ -85,6 +91,10 @@ class FetchSettings(_Section):
     @property
     def max_interval_delta(self) -> timedelta:
         return parse_duration(self.max_interval)
+
+    @property
+    def disable_after_delta(self) -> timedelta:
+        return parse_duration(self.disable_after)
 
 
 class ClusterSettings(_Section):
@@ -194,7 +204,7 @@ class Settings(_Section):
     def resolve(self, path: str) -> Path:
         """A path from the configuration, relative to the config file's folder."""
         candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else self.base_dir / candidate
+        return Path(os.path.normpath(self.base_dir / candidate))
 
     @property
     def database_url(self) -> str:
