@@ -90,3 +90,9 @@ def test_durations_and_points_in_time() -> None:
     assert parse_when("2026-11-24T06:00+01:00", now) == datetime(2026, 11, 24, 5, tzinfo=UTC)
     with pytest.raises(ValueError, match="neither an ISO date"):
         parse_when("yesterday-ish", now)
+
+
+@pytest.mark.parametrize("name", ["example.toml", "sample.toml"])
+def test_bundled_configurations_load(name: str) -> None:
+    settings = config.load(Path(__file__).resolve().parents[1] / "config" / name)
+    assert settings.outlets and settings.digests
