@@ -226,6 +226,19 @@ def run(obj: Context, once: bool, wait: bool) -> None:
 
 
 @main.command()
+@click.option("--since", required=True, help="ISO date/time or relative (24h, 7d).")
+@WAIT_OPTION
+@click.pass_obj
+def recluster(obj: Context, since: str, wait: bool) -> None:
+    """Rebuild the clusters of entries published since WHEN, e.g. after a threshold change."""
+    start = _when(since, "--since", utcnow())
+    assert start is not None
+    with _exclusive(obj, wait):
+        freed, assigned = obj.pipeline().recluster(start)
+    click.echo(f"{freed} entries taken out of their clusters, {assigned} clustered again")
+
+
+@main.command()
 @click.pass_obj
 def serve(obj: Context) -> None:
     """Run as a service: fetch due feeds continuously, write digests on their schedules.

@@ -118,6 +118,58 @@ class ServeSettings(_Section):
     shutdown_grace: Duration = "30s"
 
 
+class SmtpSettings(_Section):
+    """Where and how digests are mailed; secrets come from the environment, never the file."""
+
+    # `from` is a Python keyword: the TOML key is `from`, the attribute `sender`.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str = "localhost"
+    port: int = Field(25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    # Name of the environment variable holding the password.
+    password_env: str | None = None
+    sender: str = Field("aggregator@localhost", alias="from")
+    reply_to: str | None = None
+    # Address for the mailto: part of List-Unsubscribe (default: reply_to, else from).
+    unsubscribe_mailto: str | None = None
+    rate_per_minute: float = Field(600.0, gt=0)
+    timeout: float = Field(30.0, gt=0)
+    # Temporary failures (4xx, lost connection) are retried, doubling the wait from
+    # `retry_initial`, until the delivery is this old; then it fails permanently.
+    retry_initial: Duration = "5m"
+    retry_max_age: Duration = "2d"
+    # Permanent failures (5xx) in a row after which a subscriber is paused.
+    pause_after_failures: int = Field(3, ge=1)
+    # Environment variable with the key that signs unsubscribe links; when unset, a
+    # random key is created once and kept in the database.
+    secret_env: str = "AGGREGATOR_SECRET"
+
+    @property
+    def retry_initial_delta(self) -> timedelta:
+        return parse_duration(self.retry_initial)
+
+    @property
+    def retry_max_age_delta(self) -> timedelta:
+        return parse_duration(self.retry_max_age)
+
+
+class WebSettings(_Section):
+    # Public address of the web endpoints, used for links in mails.
+    base_url: str = "http://127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
 class OutletSettings(_Section):
     name: str = Field(min_length=1)
     language: str | None = None
@@ -178,6 +230,8 @@ class Settings(_Section):
     fetch: FetchSettings = FetchSettings()
     cluster: ClusterSettings = ClusterSettings()
     serve: ServeSettings = ServeSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    web: WebSettings = WebSettings()
     outlets: list[OutletSettings] = Field(default_factory=list)
     digests: list[DigestSettings] = Field(default_factory=list)
     # The folder relative paths are resolved against (the config file's).

@@ -40,6 +40,8 @@ class Feed:
     disabled_reason: str | None = None
     title: str | None = None
     language: str | None = None
+    # When the current run of failures began; None while the feed works.
+    failing_since: datetime | None = None
 
 
 class FetchStatus(enum.StrEnum):

@@ -205,6 +205,15 @@ class Pipeline:
         self.store.save_matches(batch)
         return len(pending)
 
+    def recluster(self, since: datetime) -> tuple[int, int]:
+        """Rebuild the clusters touching [since, now) (after a threshold change).
+
+        Returns (entries freed, entries assigned). If killed in between, the
+        next `fetch` or `recluster` clusters whatever is still unassigned.
+        """
+        freed = self.store.clear_clusters_since(since)
+        return freed, self.cluster()
+
     # -- digest and deliver -------------------------------------------------------
 
     def write_digest(

@@ -284,3 +284,19 @@ def test_dedupe_command_names_a_malformed_line(tmp_path: Path) -> None:
     failed = CliRunner().invoke(main, ["dedupe", str(broken)])
     assert failed.exit_code == 2
     assert f"{broken}:3" in failed.output
+
+
+def test_recluster_rebuilds_the_same_clusters(sample_site: Path, database_url: str) -> None:
+    assert cli("--config", sample_site, "fetch", "--all").exit_code == 0
+    store = Store(database_url)
+
+    def grouping() -> set[frozenset[str]]:
+        return {frozenset(e.guid for e in c.entries) for c in store.clusters_between(*_all_time())}
+
+    before = grouping()
+    result = cli("--config", sample_site, "recluster", "--since", "2026-11-23")
+    assert result.exit_code == 0, result.output
+    freed = int(result.output.split()[0])
+    assert 0 < freed < sum(len(labels) for labels in LABELS.values())
+    assert store.unclustered() == []
+    assert grouping() == before

@@ -20,7 +20,7 @@ import mimetypes
 import ssl
 import time
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -246,6 +246,7 @@ async def _exchange(
             # Validators describe content, so only a 2xx or 304 carries meaningful ones.
             result.etag = headers.get("etag")
             result.last_modified = headers.get("last-modified")
+            result.retry_after = fresh_until(headers, datetime.now(UTC))
             if code == 304:
                 result.status = FetchStatus.NOT_MODIFIED
             else:
@@ -356,9 +357,53 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     value = value.strip()
     if value.isdigit():
         return now + min(timedelta(seconds=int(value[:12])), _MAX_RETRY_AFTER)
+    return _http_date(value)
+
+
+def fresh_until(headers: Mapping[str, str], now: datetime) -> datetime | None:
+    """Until when the response may be reused, by Cache-Control max-age or Expires.
+
+    A polite poller does not ask again before then. None when the server gave
+    no lifetime or forbade reuse (no-cache, no-store); an Expires date is read
+    relative to the server's Date header, so a server clock that is off does
+    not matter. Policy caps what comes back at max_interval.
+    """
+    directives = _cache_directives(headers.get("cache-control", ""))
+    if "no-store" in directives or "no-cache" in directives:
+        return None
+    lifetime: timedelta | None = None
+    max_age = directives.get("max-age", "")
+    if max_age.isdigit():
+        lifetime = timedelta(seconds=int(max_age[:12]))
+    elif "expires" in headers:
+        expires = _http_date(headers["expires"])
+        if expires is None:
+            return None  # RFC 9111: an invalid Expires, such as "0", means already expired
+        lifetime = expires - (_http_date(headers.get("date", "")) or now)
+    if lifetime is None:
+        return None
+    age = headers.get("age", "")
+    if age.isdigit():
+        lifetime -= timedelta(seconds=int(age[:12]))
+    if lifetime <= timedelta(0):
+        return None
+    return now + min(lifetime, _MAX_RETRY_AFTER)
+
+
+def _cache_directives(value: str) -> dict[str, str]:
+    """Cache-Control as {directive: argument}: "max-age=60, no-cache" -> {...}."""
+    directives = {}
+    for part in value.split(","):
+        name, _, argument = part.partition("=")
+        if name.strip():
+            directives[name.strip().lower()] = argument.strip().strip('"')
+    return directives
+
+
+def _http_date(value: str) -> datetime | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 

@@ -408,6 +408,30 @@ class Store:
                     )
                 )
 
+    def clear_clusters_since(self, since: datetime) -> int:
+        """Dissolve every cluster with an entry published since `since`; return entries freed.
+
+        Whole clusters are dissolved, so no cluster is left pointing at a
+        founder that is gone; the freed entries are clustered again.
+        """
+        touched = (
+            select(entries.c.cluster_id)
+            .where(entries.c.published >= since, entries.c.cluster_id.is_not(None))
+            .distinct()
+        )
+        with self._tx() as conn:
+            ids = list(conn.execute(touched).scalars())
+            freed = 0
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                freed += conn.execute(
+                    update(entries)
+                    .where(entries.c.cluster_id.in_(chunk))
+                    .values(cluster_id=None, matched_id=None, match_score=None, match_reason=None)
+                ).rowcount
+                conn.execute(clusters.delete().where(clusters.c.id.in_(chunk)))
+        return freed
+
     def clusters_between(self, start: datetime, end: datetime) -> list[Cluster]:
         """Clusters with an entry published in [start, end), each with all its entries."""
         touched = (
