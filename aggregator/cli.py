@@ -27,6 +27,7 @@ from aggregator.deliver import write_file
 from aggregator.digest.records import SCHEMA, cluster_record
 from aggregator.durations import parse_duration, parse_when
 from aggregator.fetch import UnsafeURLError, check_url
+from aggregator.fetch.discover import DiscoveryError, discover_feeds
 from aggregator.models import Feed, FetchResult, Outlet
 from aggregator.pipeline import FetchSummary, Pipeline, utcnow
 from aggregator.schedule import Service
@@ -331,16 +332,49 @@ def _add(obj: Context, url: str, outlet: Outlet, source: str) -> bool:
     return new
 
 
+def _discover(obj: Context, url: str, pick: int | None) -> str:
+    """The feed to add for `url`: itself if it is a feed, else one its page links to."""
+    try:
+        found = asyncio.run(discover_feeds(url, obj.settings.fetch))
+    except DiscoveryError as exc:
+        fail(str(exc))
+    if not found:
+        fail(f"{url}: no feed found (neither linked from the page nor at the usual paths)")
+    if len(found) == 1 and pick is None:
+        return found[0].url
+    for number, feed in enumerate(found, 1):
+        click.echo(f"{number}. {feed.url}" + (f" ({feed.title})" if feed.title else ""), err=True)
+    if pick is None:
+        if not sys.stdin.isatty():
+            fail(f"{url}: {len(found)} feeds found; choose one with --pick N")
+        pick = click.prompt("Which feed?", type=click.IntRange(1, len(found)), err=True)
+    if not 1 <= pick <= len(found):
+        fail(f"--pick: choose 1 to {len(found)}")
+    return found[pick - 1].url
+
+
 @feeds.command("add")
 @click.argument("url")
 @click.option("--outlet", help="Outlet name (default: the URL's host name).")
+@click.option("--pick", type=int, help="When the page offers several feeds, add the N-th.")
+@click.option("--no-discover", is_flag=True, help="Add URL as it is, without checking it.")
 @click.pass_obj
-def feeds_add(obj: Context, url: str, outlet: str | None) -> None:
-    """Add a feed URL; it is fetched at the next `fetch` or `run --once`."""
+def feeds_add(
+    obj: Context, url: str, outlet: str | None, pick: int | None, no_discover: bool
+) -> None:
+    """Add a feed, or a site's home page whose feed links are discovered.
+
+    The feed is fetched at the next `fetch` or `run --once`.
+    """
     if urlsplit(url).scheme not in ("http", "https"):
         fail(f"{url}: not an http(s) URL")
-    new = _add(obj, url, _outlet_for(url, outlet), "cli")
-    click.echo(f"{'added' if new else 'already known'}: {url}")
+    try:
+        check_url(url, allow_private=obj.settings.fetch.allow_private_addresses)
+    except UnsafeURLError as exc:
+        fail(f"{url}: {exc}")
+    feed_url = url if no_discover else _discover(obj, url, pick)
+    new = _add(obj, feed_url, _outlet_for(url, outlet), "cli")
+    click.echo(f"{'added' if new else 'already known'}: {feed_url}")
 
 
 @feeds.command("list")
@@ -439,6 +473,8 @@ def status(obj: Context) -> None:
             state = f"disabled: {feed.disabled_reason or 'by user'}"
         elif feed.last_error:
             state = f"{state}: {feed.last_error}"
+            if feed.failing_since is not None:
+                state += f" (failing since {_ago(feed.failing_since, now)})"
         rows.append(
             [
                 feed.outlet,

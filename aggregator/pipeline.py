@@ -159,7 +159,7 @@ class Pipeline:
                 )
             except ParseError as exc:
                 result = replace(result, status=FetchStatus.FAILED, error=str(exc))
-        state = apply_result(feed, result, now, self.settings.fetch)
+        state = apply_result(feed, result, now, self.settings.fetch, parsed=parsed)
         if parsed is not None:
             state = replace(
                 state, title=parsed.title or state.title, language=parsed.language or state.language

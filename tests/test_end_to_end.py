@@ -300,3 +300,36 @@ def test_recluster_rebuilds_the_same_clusters(sample_site: Path, database_url: s
     assert 0 < freed < sum(len(labels) for labels in LABELS.values())
     assert store.unclustered() == []
     assert grouping() == before
+
+
+def test_feeds_add_discovers_feeds_on_a_home_page(feed_server: FeedServer, tmp_path: Path) -> None:
+    rss = (
+        ROOT / "tests" / "fixtures" / "feeds" / "rss2_de_utf8_umlauts_cdata_entities.xml"
+    ).read_bytes()
+    feed_server.add("/news.rss", rss)
+    feed_server.add("/sport.rss", rss)
+    page = feed_server.add(
+        "/",
+        '<html><head><link rel="alternate" type="application/rss+xml" title="News" '
+        'href="/news.rss"><link rel="alternate" type="application/rss+xml" title="Sport" '
+        'href="/sport.rss"></head><body>Startseite</body></html>',
+        content_type="text/html; charset=utf-8",
+    )
+    config = write_config(
+        tmp_path / "c.toml",
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'd.db'}"},
+            "fetch": {"allow_private_addresses": True},
+        },
+    )
+    several = cli("--config", config, "feeds", "add", page)
+    assert several.exit_code == 2
+    assert "2 feeds found; choose one with --pick N" in several.output
+    picked = cli("--config", config, "feeds", "add", page, "--pick", "2", "--outlet", "Beispiel")
+    assert picked.exit_code == 0, picked.output
+    assert (
+        cli("--config", config, "feeds", "list").output
+        == f"Beispiel\t{feed_server.url('/sport.rss')}\n"
+    )
+    direct = cli("--config", config, "feeds", "add", feed_server.url("/news.rss"))
+    assert f"added: {feed_server.url('/news.rss')}" in direct.output

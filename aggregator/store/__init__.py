@@ -89,6 +89,7 @@ def _feed(row: RowMapping) -> Feed:
         last_error=row["last_error"],
         disabled=row["disabled"],
         disabled_reason=row["disabled_reason"],
+        failing_since=row["failing_since"],
     )
 
 
@@ -272,6 +273,7 @@ class Store:
                 "last_error": feed.last_error,
                 "disabled": feed.disabled,
                 "disabled_reason": feed.disabled_reason,
+                "failing_since": feed.failing_since,
             }
             taken = conn.execute(
                 select(feeds.c.id).where(and_(feeds.c.url == feed.url, feeds.c.id != feed.id))

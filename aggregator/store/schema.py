@@ -29,6 +29,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    inspect,
+    text,
 )
 
 
@@ -91,6 +93,8 @@ feeds = Table(
     Column("last_error", Text),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("disabled_reason", Text),
+    # When the current run of consecutive failures began (None while healthy).
+    Column("failing_since", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_feeds_next_fetch_at", "next_fetch_at"),
 )
@@ -152,7 +156,67 @@ digests = Table(
 )
 
 
+# Mail: who gets which digest, and one row per (digest period, recipient) so a
+# period is never mailed twice. Unsubscribed subscribers stay (status
+# "unsubscribed") so that re-importing an old list does not sign them up again.
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("digest", String(200), nullable=False),
+    Column("name", Text),
+    # Filters; NULL means "as the digest is configured". outlets: newline-separated.
+    Column("outlets", Text),
+    Column("language", String(20)),
+    Column("min_outlets", Integer),
+    Column("max_stories", Integer),
+    # "active", "paused" or "unsubscribed".
+    Column("status", String(20), nullable=False),
+    Column("status_reason", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("email", "digest", name="uq_subscribers_email_digest"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(200), nullable=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    Column("message_id", Text, nullable=False),
+    # "queued", "sent", "retry" (temporary failure), "failed" (permanent),
+    # "skipped" (nothing matched the subscriber's filters).
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    # The SMTP server's answer to the last attempt, or why it failed.
+    Column("detail", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint(
+        "digest", "period_start", "period_end", "recipient", name="uq_deliveries_period_recipient"
+    ),
+    Index("ix_deliveries_status", "status", "next_attempt_at"),
+)
+
+# Named random keys the program creates once (e.g. for signing unsubscribe links).
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+
 def _create_v1(conn: Connection) -> None:
+    # Creates the tables as they are defined now, so on a new database the
+    # later column-adding steps find their columns present and skip them.
     tables = [outlets, feeds, clusters, entries, digests]
     metadata.create_all(conn, tables=tables)
 
@@ -160,7 +224,24 @@ def _create_v1(conn: Connection) -> None:
 Migration = Callable[[Connection], Any]
 
 # Version n is MIGRATIONS[n - 1].
-MIGRATIONS: list[Migration] = [_create_v1]
+def _create_mail_v2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[subscribers, deliveries, secrets])
+
+
+def _add_column(conn: Connection, table: Table, name: str) -> None:
+    """ALTER TABLE ADD COLUMN unless the column exists (see `_create_v1`)."""
+    if name in {column["name"] for column in inspect(conn).get_columns(table.name)}:
+        return
+    column = table.c[name]
+    ddl = column.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {ddl}"))
+
+
+def _feeds_failing_since_v3(conn: Connection) -> None:
+    _add_column(conn, feeds, "failing_since")
+
+
+MIGRATIONS: list[Migration] = [_create_v1, _create_mail_v2, _feeds_failing_since_v3]
 
 
 def migrate(conn_factory: Callable[[], Any]) -> int:
