@@ -71,6 +71,8 @@ class FetchSettings(_Section):
     interval: Duration = "30m"
     min_interval: Duration = "5m"
     max_interval: Duration = "24h"
+    # Processes that parse feeds when many are due; None: one per CPU; 1: no pool.
+    parse_workers: int | None = Field(None, ge=1)
     # Consecutive failures double the wait, starting from `interval`,
     # bounded by `max_interval`.
     backoff_factor: float = Field(2.0, ge=1.0)

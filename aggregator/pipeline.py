@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from aggregator import deliver
 from aggregator.cluster import Clusterer, Item
@@ -21,15 +27,25 @@ from aggregator.config import DigestSettings, Settings
 from aggregator.digest import build_digest
 from aggregator.digest.render import render
 from aggregator.fetch import apply_result, fetch_many
-from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet
+from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
 from aggregator.parse import ParseError, parse_feed
-from aggregator.store import Store
+from aggregator.store import SaveResult, Store
 
 log = logging.getLogger(__name__)
 
 CLUSTER_BATCH = 500
+# Below this many feeds, starting parser processes costs more than it saves.
+PARSE_POOL_MIN_FEEDS = 16
 
 Progress = Callable[[Feed, FetchResult], None]
+
+
+def parse_or_reason(content: bytes, **kwargs: Any) -> ParsedFeed | str:
+    """`parse_feed`, with a refusal returned as its reason: picklable for a process pool."""
+    try:
+        return parse_feed(content, **kwargs)
+    except ParseError as exc:
+        return str(exc)
 
 
 def utcnow() -> datetime:
@@ -128,43 +144,77 @@ class Pipeline:
     async def fetch(
         self, *, all_feeds: bool = False, progress: Progress | None = None
     ) -> FetchSummary:
+        """Fetch due (or all) feeds; each is parsed and stored as soon as it arrives.
+
+        Parsing runs in a process pool when many feeds are due (feedparser is
+        pure Python and would hold the GIL), in a worker thread otherwise;
+        storing runs in a thread. Either way the event loop keeps reading the
+        downloads still in flight instead of letting them run into timeouts.
+        """
         now = self.clock()
         feeds = self.store.feeds(include_disabled=False) if all_feeds else self.store.due_feeds(now)
         languages = self.store.outlet_languages()
         summary = FetchSummary()
-        async for feed, result in fetch_many(feeds, self.settings.fetch):
-            # Parsing and storing run in a thread so downloads still in flight keep
-            # being read instead of running into their timeouts.
-            await asyncio.to_thread(
-                self._store_result, feed, result, languages.get(feed.outlet), summary
-            )
-            if progress is not None:
-                progress(feed, result)
+        workers = self.settings.fetch.parse_workers or os.cpu_count() or 1
+        pool = (
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+            if workers > 1 and len(feeds) >= PARSE_POOL_MIN_FEEDS
+            else None
+        )
+        # Bounds the downloaded documents waiting for a parser, and so memory.
+        waiting = asyncio.Semaphore(2 * workers)
+        running: set[asyncio.Task[None]] = set()
+
+        async def handle(feed: Feed, result: FetchResult) -> None:
+            try:
+                await self._handle(feed, result, languages.get(feed.outlet), summary, pool)
+                if progress is not None:
+                    progress(feed, result)
+            finally:
+                waiting.release()
+
+        try:
+            async for feed, result in fetch_many(feeds, self.settings.fetch):
+                await waiting.acquire()
+                task = asyncio.create_task(handle(feed, result))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.gather(*running)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         return summary
 
-    def _store_result(
-        self, feed: Feed, result: FetchResult, language: str | None, summary: FetchSummary
+    async def _handle(
+        self,
+        feed: Feed,
+        result: FetchResult,
+        language: str | None,
+        summary: FetchSummary,
+        pool: ProcessPoolExecutor | None,
     ) -> None:
         now = self.clock()
         parsed = None
         if result.status is FetchStatus.OK and result.content is not None:
-            try:
-                parsed = parse_feed(
-                    result.content,
-                    url=feed.url,
-                    content_type=result.content_type,
-                    outlet=feed.outlet,
-                    outlet_language=language,
-                    now=now,
-                )
-            except ParseError as exc:
-                result = replace(result, status=FetchStatus.FAILED, error=str(exc))
-        state = apply_result(feed, result, now, self.settings.fetch, parsed=parsed)
-        if parsed is not None:
-            state = replace(
-                state, title=parsed.title or state.title, language=parsed.language or state.language
+            job = partial(
+                parse_or_reason,
+                result.content,
+                url=feed.url,
+                content_type=result.content_type,
+                outlet=feed.outlet,
+                outlet_language=language,
+                now=now,
             )
-        saved = self.store.save_fetch(state, parsed.entries if parsed else [], now)
+            try:
+                outcome = await asyncio.get_running_loop().run_in_executor(pool, job)
+            except BrokenProcessPool:
+                outcome = "the parser process died on this document"
+            if isinstance(outcome, str):
+                result = replace(result, status=FetchStatus.FAILED, error=outcome)
+            else:
+                parsed = outcome
+        saved = await asyncio.to_thread(self._save, feed, result, parsed, now)
         summary.new += saved.new
         summary.updated += saved.updated
         if result.status is FetchStatus.OK:
@@ -184,6 +234,17 @@ class Pipeline:
             saved.new,
             saved.updated,
         )
+
+    def _save(
+        self, feed: Feed, result: FetchResult, parsed: ParsedFeed | None, now: datetime
+    ) -> SaveResult:
+        """The feed's new state and its entries, in one transaction."""
+        state = apply_result(feed, result, now, self.settings.fetch, parsed=parsed)
+        if parsed is not None:
+            state = replace(
+                state, title=parsed.title or state.title, language=parsed.language or state.language
+            )
+        return self.store.save_fetch(state, parsed.entries if parsed else [], now)
 
     # -- cluster --------------------------------------------------------------
 
