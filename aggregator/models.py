@@ -95,6 +95,11 @@ class Entry:
     feed_id: int | None = None
     cluster_id: int | None = None
 
+    @property
+    def link(self) -> str | None:
+        """The URL shown to readers: the canonical one, without tracking parameters."""
+        return self.canonical_url or self.url
+
 
 @dataclass
 class ParsedFeed:

@@ -109,6 +109,9 @@ def test_run_once_groups_the_sample_stories_without_mixing_events(sample_site: P
     for event in shared:
         assert clusters_per_event[event] == 1, f"{event} split into {clusters_per_event[event]}"
 
+    # Links are shown without tracking parameters (the sample's feeds carry utm_*, wt_zmc).
+    assert not [e["url"] for e in entries if "utm_" in e["url"] or "wt_zmc" in e["url"]]
+
     ranked = [len(c["outlets"]) for c in document["clusters"]]
     assert ranked == sorted(ranked, reverse=True)
     assert document["clusters"][0]["entries"][0]["url"].startswith("http")

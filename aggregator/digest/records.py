@@ -39,7 +39,7 @@ def representative(cluster: Cluster) -> Entry:
 def entry_record(entry: Entry, cluster: Cluster) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": entry.guid,
-        "url": entry.url,
+        "url": entry.link,
         "title": entry.title,
         "outlet": entry.outlet,
         "published": isoformat(entry.published),

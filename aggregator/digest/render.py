@@ -165,12 +165,12 @@ def story_view(rank: int, name: str, cluster: Cluster, where: tzinfo) -> StoryVi
     by_id = {entry.id: entry for entry in ordered if entry.id is not None}
     lead = representative(cluster)
     first = cluster.first
-    urls = [web_url(entry.url) for entry in (lead, *ordered)]
+    urls = [web_url(entry.link) for entry in (lead, *ordered)]
     entries = [
         EntryView(
             outlet=clean(entry.outlet),
             title=clean(entry.title) or "(untitled)",
-            url=web_url(entry.url),
+            url=web_url(entry.link),
             time=Moment.of(entry.published, where),
             lang=_language(entry),
             why=_why(entry, cluster, by_id, where),
