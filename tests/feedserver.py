@@ -44,6 +44,7 @@ class Route:
     delay: float = 0.0
     trickle: float | None = None
     chunked: bool = False
+    endless: bool = False
 
     def not_modified(self, request: Message) -> bool:
         """RFC 9110: If-None-Match decides when present, else If-Modified-Since."""
@@ -97,6 +98,7 @@ class FeedServer:
         trickle: float | None = None,
         gzip: bool = False,
         chunked: bool = False,
+        endless: bool = False,
     ) -> str:
         """Serve `body` at `path` (exact path, query included if given); return its URL.
 
@@ -104,7 +106,8 @@ class FeedServer:
         before the status line; `trickle` sends the body one byte per that many
         seconds; `gzip` compresses the body (Content-Encoding: gzip); `chunked`
         sends it with Transfer-Encoding: chunked and no Content-Length, as
-        streaming servers do. `headers` are sent last and override the others.
+        streaming servers do; `endless` repeats the body (chunked) until the client
+        hangs up. `headers` are sent last and override the others.
         """
         data = body.encode("utf-8") if isinstance(body, str) else body
         sent = {"Content-Type": content_type}
@@ -116,7 +119,9 @@ class FeedServer:
         if last_modified is not None:
             sent["Last-Modified"] = last_modified
         sent.update(headers or {})
-        route = Route(data, status, sent, etag, last_modified, delay, trickle, chunked)
+        route = Route(
+            data, status, sent, etag, last_modified, delay, trickle, chunked or endless, endless
+        )
         with self._lock:
             self._routes[path] = route
         return self.url(path)
@@ -175,7 +180,7 @@ class FeedServer:
             return
         if route.not_modified(handler.headers):
             handler.send_response(304)
-            for name in ("ETag", "Last-Modified"):
+            for name in ("ETag", "Last-Modified", "Cache-Control", "Expires"):
                 if name in route.headers:
                     handler.send_header(name, route.headers[name])
             handler.send_header("Content-Length", "0")
@@ -190,14 +195,17 @@ class FeedServer:
             handler.send_header("Content-Length", str(len(route.body)))
         handler.end_headers()
         size = 1 if route.trickle is not None else 16 * 1024
-        for start in range(0, len(route.body), size):
-            if route.trickle is not None and self._closing.wait(route.trickle):
-                return
-            piece = route.body[start : start + size]
-            if route.chunked:
-                piece = b"%x\r\n%s\r\n" % (len(piece), piece)
-            handler.wfile.write(piece)
-            handler.wfile.flush()
+        while True:
+            for start in range(0, len(route.body), size):
+                if route.trickle is not None and self._closing.wait(route.trickle):
+                    return
+                piece = route.body[start : start + size]
+                if route.chunked:
+                    piece = b"%x\r\n%s\r\n" % (len(piece), piece)
+                handler.wfile.write(piece)
+                handler.wfile.flush()
+            if not route.endless or self._closing.is_set():
+                break
         if route.chunked:
             handler.wfile.write(b"0\r\n\r\n")
 

@@ -411,3 +411,50 @@ def test_a_lone_surrogate_is_kept_in_json_and_dropped_elsewhere() -> None:
     assert json.loads(as_json)["clusters"][2]["title"] == "Sturm \ud800 Bert"
     for fmt in ("html", "md", "txt", "atom"):
         assert "Sturm Bert" in render(digest, fmt).encode("utf-8").decode("utf-8")
+
+
+def test_story_headline_prefers_a_written_headline_without_outlet_suffix() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from aggregator.digest.records import cluster_record
+    from aggregator.models import Cluster, Entry
+
+    start = datetime(2026, 11, 24, 6, tzinfo=UTC)
+    post = "Die EVG ruft für Donnerstag zum Warnstreik bei der Bahn auf. Der Fernverkehr steht."
+    entries = [
+        Entry(
+            guid="m",
+            url=None,
+            canonical_url=None,
+            title="Die EVG ruft für Donnerstag zum…",
+            summary=post,
+            published=start,
+            outlet="@tagesschau@ard.social",
+            id=1,
+        ),
+        Entry(
+            guid="t",
+            url=None,
+            canonical_url=None,
+            title="EVG ruft zum Warnstreik bei der Bahn auf | tagesschau.de",
+            summary="",
+            published=start + timedelta(minutes=5),
+            outlet="tagesschau.de",
+            id=2,
+        ),
+        Entry(
+            guid="s",
+            url=None,
+            canonical_url=None,
+            title="Bahn: EVG ruft zum Warnstreik auf",
+            summary="",
+            published=start + timedelta(minutes=9),
+            outlet="spiegel.de",
+            id=3,
+        ),
+    ]
+    record = cluster_record(Cluster(id=1, entries=entries))
+    assert record["title"] in (
+        "EVG ruft zum Warnstreik bei der Bahn auf",
+        "Bahn: EVG ruft zum Warnstreik auf",
+    )

@@ -16,7 +16,7 @@ from aggregator.fetch.client import parse_retry_after
 from aggregator.models import Feed, FetchResult, FetchStatus
 
 NOW = datetime(2025, 11, 25, 6, 0, tzinfo=UTC)
-SETTINGS = FetchSettings(min_interval="5m", max_interval="24h", backoff_factor=2.0)
+SETTINGS = FetchSettings(min_interval="5m", max_interval="24h", backoff_factor=2.0, jitter=0.0)
 URL = "https://www.tagesschau.de/xml/rss2/"
 
 

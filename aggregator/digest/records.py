@@ -26,7 +26,8 @@ def representative(cluster: Cluster) -> Entry:
     A medoid rather than the first report, because early reports are often
     teasers ("Eilmeldung: ...") while the medoid is the wording most outlets share.
     """
-    entries = [e for e in cluster.entries if e.title] or cluster.entries
+    written = [e for e in cluster.entries if e.title and not _derived_title(e)]
+    entries = written or [e for e in cluster.entries if e.title] or cluster.entries
     if len(entries) <= 2:
         return min(entries, key=lambda e: (e.published, e.id or 0))
 
@@ -34,6 +35,25 @@ def representative(cluster: Cluster) -> Entry:
         return sum(fuzz.token_set_ratio(entry.title, other.title) for other in entries)
 
     return max(entries, key=lambda e: (centrality(e), -e.published.timestamp()))
+
+
+def _derived_title(entry: Entry) -> bool:
+    """Whether the title was made from the text (a social post without a title).
+
+    Such titles are cut mid-sentence; an outlet's own headline reads better.
+    """
+    stem = entry.title.rstrip("…").rstrip()
+    return bool(stem) and entry.summary.startswith(stem)
+
+
+def headline(entry: Entry) -> str:
+    """The entry's title without a trailing outlet name ("… | tagesschau.de", "… - news.de")."""
+    name = entry.outlet.lower().removeprefix("www.").split(".")[0]
+    for separator in (" | ", " - ", " – ", " — "):
+        head, found, tail = entry.title.rpartition(separator)
+        if found and head and name and name in tail.lower() and len(tail) <= 40:
+            return head.rstrip()
+    return entry.title
 
 
 def entry_record(entry: Entry, cluster: Cluster) -> dict[str, Any]:
@@ -61,7 +81,7 @@ def cluster_record(cluster: Cluster) -> dict[str, Any]:
     first = cluster.first
     return {
         "id": cluster.id,
-        "title": representative(cluster).title,
+        "title": headline(representative(cluster)),
         "outlets": cluster.outlets,
         "first_seen": isoformat(first.published),
         "first_outlet": first.outlet,

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from aggregator.config import DIGEST_FORMATS
-from aggregator.digest.records import digest_record, isoformat, representative
+from aggregator.digest.records import digest_record, headline, isoformat, representative
 from aggregator.models import Cluster, Digest, Entry
 
 # Tag URIs (RFC 4151) need an authority and a date it was held; ids must never
@@ -181,7 +181,7 @@ def story_view(rank: int, name: str, cluster: Cluster, where: tzinfo) -> StoryVi
         rank=rank,
         id=cluster.id,
         atom_id=tag_uri(name, cluster.id),
-        headline=clean(lead.title) or "(untitled)",
+        headline=clean(headline(lead)) or "(untitled)",
         lang=_language(lead),
         url=next((url for url in urls if url is not None), None),
         outlet_count=len(cluster.outlets),

@@ -6,7 +6,18 @@ addresses. Only this facade is meant to be imported by other stages.
 """
 
 from aggregator.fetch.client import fetch_feed, fetch_many
+from aggregator.fetch.discover import DiscoveryError, FoundFeed, discover_feeds
 from aggregator.fetch.guard import UnsafeURLError, check_url
 from aggregator.fetch.policy import apply_result, is_due
 
-__all__ = ["UnsafeURLError", "apply_result", "check_url", "fetch_feed", "fetch_many", "is_due"]
+__all__ = [
+    "DiscoveryError",
+    "FoundFeed",
+    "UnsafeURLError",
+    "apply_result",
+    "check_url",
+    "discover_feeds",
+    "fetch_feed",
+    "fetch_many",
+    "is_due",
+]

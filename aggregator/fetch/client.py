@@ -21,7 +21,7 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from stat import S_ISREG
@@ -49,6 +49,10 @@ _RETRY_STATUSES = frozenset({429, 503})
 # Longer Retry-After values are clamped (policy caps them further); this only
 # keeps absurd numbers from overflowing datetime arithmetic.
 _MAX_RETRY_AFTER = timedelta(days=366)
+# A response slower than this (seconds) marks its host as struggling.
+SLOW_RESPONSE = 5.0
+# How long a host that answered 429/503 without a Retry-After is left alone.
+HOST_PAUSE = timedelta(minutes=5)
 
 
 class RequestSlots:
@@ -58,22 +62,75 @@ class RequestSlots:
     so feeds queued behind one busy host never hold global slots that other
     hosts could use. Slots are held for one hop at a time and never nested, so
     redirect chains crossing hosts cannot deadlock each other.
+
+    Hosts that struggle get fewer, later requests for the rest of the run: after
+    a response slower than `slow_after` seconds, or a 429/503, requests to that
+    host go one at a time; after a 429/503 none is sent to it until its
+    Retry-After (else HOST_PAUSE) has passed: they fail at once with that time
+    as their own retry_after, so policy schedules those feeds later too.
     """
 
-    def __init__(self, total: int, per_host: int) -> None:
+    def __init__(self, total: int, per_host: int, *, slow_after: float = SLOW_RESPONSE) -> None:
         self._total = asyncio.Semaphore(total)
         self._per_host = per_host
-        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._slow_after = slow_after
+        self._hosts: dict[str, _Host] = {}
 
     @classmethod
     def from_settings(cls, settings: FetchSettings) -> RequestSlots:
-        return cls(settings.max_concurrency, settings.per_host_concurrency)
+        slow_after = min(SLOW_RESPONSE, settings.read_timeout / 2)
+        return cls(settings.max_concurrency, settings.per_host_concurrency, slow_after=slow_after)
 
     @contextlib.asynccontextmanager
     async def hold(self, host: str) -> AsyncIterator[None]:
-        host_slot = self._hosts.setdefault(host, asyncio.Semaphore(self._per_host))
-        async with host_slot, self._total:
+        state = self._host(host)
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(state.slot)
+            if state.struggling:
+                await stack.enter_async_context(state.one_at_a_time)
+            await stack.enter_async_context(self._total)
             yield
+
+    def paused(self, host: str, now: datetime) -> FetchResult | None:
+        """A FAILED result for a request `host` asked not to receive yet, else None."""
+        state = self._host(host)
+        if state.paused_until is None or state.paused_until <= now:
+            return None
+        until = f"{state.paused_until:%Y-%m-%d %H:%M:%S} UTC"
+        return FetchResult(
+            url="",
+            status=FetchStatus.FAILED,
+            error=f"not sent: {host} answered {state.pause_reason}, asked to wait until {until}",
+            retry_after=state.paused_until,
+        )
+
+    def report(self, host: str, outcome: FetchResult | _Redirect, elapsed: float) -> None:
+        """Learn from one exchange with `host` how hard it may be asked."""
+        state = self._host(host)
+        if elapsed > self._slow_after:
+            state.struggling = True
+        if isinstance(outcome, FetchResult) and outcome.http_status in _RETRY_STATUSES:
+            state.struggling = True
+            now = datetime.now(UTC)
+            state.paused_until = max(outcome.retry_after or now + HOST_PAUSE, now)
+            state.pause_reason = f"HTTP {outcome.http_status}"
+
+    def _host(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(asyncio.Semaphore(self._per_host))
+        return state
+
+
+@dataclass
+class _Host:
+    """What one run knows about a host: its slots and whether it is struggling."""
+
+    slot: asyncio.Semaphore
+    one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
+    struggling: bool = False
+    paused_until: datetime | None = None
+    pause_reason: str = ""
 
 
 def make_client(settings: FetchSettings) -> httpx.AsyncClient:
@@ -91,7 +148,19 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
         ),
         follow_redirects=False,
         trust_env=False,
+        event_hooks={"response": [_vet_redirect]},
     )
+
+
+async def _vet_redirect(response: httpx.Response) -> None:
+    """Refuse a bad redirect target before httpx looks at it.
+
+    httpx parses every Location, even when not following redirects, and fails
+    with an obscure URL error on javascript:, data: or mailto: targets; this
+    hook runs first and fails with the reason instead.
+    """
+    if response.status_code in _REDIRECTS:
+        _redirect(response)
 
 
 async def fetch_feed(
@@ -181,10 +250,17 @@ async def _fetch_http(
     all_permanent = True
     elapsed = 0.0
     for _ in range(settings.max_redirects + 1):
-        async with slots.hold(httpx.URL(url).host):
+        host = httpx.URL(url).host
+        async with slots.hold(host):
+            paused = slots.paused(host, datetime.now(UTC))
+            if paused is not None:
+                paused.url = url
+                return paused
             started = time.monotonic()
             outcome = await _attempt(client, url, feed, settings)
-            elapsed += time.monotonic() - started
+            took = time.monotonic() - started
+        slots.report(host, outcome, took)
+        elapsed += took
         if isinstance(outcome, _Redirect):
             all_permanent = all_permanent and outcome.status in _PERMANENT_REDIRECTS
             url = outcome.target
@@ -260,9 +336,15 @@ def _redirect(response: httpx.Response) -> _Redirect:
     location = response.headers.get("location")
     if not location:
         raise _Refused(f"HTTP {response.status_code} redirect without a Location header")
-    target = response.url.join(location)
-    if target.scheme not in _WEB_SCHEMES:
-        raise _Refused(f"redirect to a {target.scheme!r} URL refused (only http and https)")
+    # The scheme is checked before httpx parses the target: it cannot parse
+    # "javascript:alert(1)" or "data:..." and would only say so obscurely.
+    scheme = urlsplit(location.strip()).scheme.lower() or response.url.scheme
+    if scheme not in _WEB_SCHEMES:
+        raise _Refused(f"redirect to a {scheme!r} URL refused (only http and https)")
+    try:
+        target = response.url.join(location)
+    except httpx.InvalidURL as exc:
+        raise _Refused(f"redirect to an invalid URL {location[:200]!r}: {exc}") from None
     return _Redirect(response.status_code, str(target))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import html
+import json
 import re
 from html.parser import HTMLParser
 from typing import NamedTuple
@@ -101,11 +102,20 @@ def is_feed_document(content: bytes) -> bool:
 def feed_title(content: bytes) -> str | None:
     """The first title of a feed document, for showing the user what was found."""
     head = content[:_SNIFF_BYTES].replace(b"\x00", b"")
-    match = (_JSON_TITLE if head.lstrip().startswith(b"{") else _XML_TITLE).search(head)
-    if match is None:
-        return None
-    text = match.group(1).decode("utf-8", "replace")
-    return _clean(html.unescape(text)) or None
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        match = _JSON_TITLE.search(head)
+        if match is None:
+            return None
+        try:
+            text = json.loads(b'"' + match.group(1) + b'"')
+        except ValueError:
+            return None
+    else:
+        match = _XML_TITLE.search(head)
+        if match is None:
+            return None
+        text = html.unescape(match.group(1).decode("utf-8", "replace"))
+    return _clean(text) or None
 
 
 def feed_links(content: bytes, base: str, content_type: str | None = None) -> list[FoundFeed]:

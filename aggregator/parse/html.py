@@ -40,7 +40,13 @@ _C1_TO_CP1252 = {
 # Invisible characters that split or glue words in copied text: soft hyphen
 # (German feeds hyphenate long compounds with &shy;), zero-width space, BOM.
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\ufeff"))
-_TRANSLATE = {**_C1_TO_CP1252, **_INVISIBLE}
+# Control characters other than whitespace (NUL, BEL, ESC, DEL), lone surrogates
+# and the noncharacters U+FFFE/U+FFFF: hostile or broken feeds carry them, they
+# break terminals, XML output and UTF-8 encoding, and no reader ever sees them.
+_CONTROLS = dict.fromkeys(
+    [*range(0x00, 0x09), *range(0x0E, 0x1C), 0x7F, *range(0xD800, 0xE000), 0xFFFE, 0xFFFF]
+)
+_TRANSLATE = {**_C1_TO_CP1252, **_INVISIBLE, **_CONTROLS}
 
 _SENTENCE_END = re.compile(r"(?:(?<!\b\d)(?<!\b\d\d)\.|[!?…])(?=\s+\W*[A-ZÄÖÜ0-9]|\s*$)")
 
@@ -73,6 +79,11 @@ class _TextExtractor(HTMLParser):
         if not self._skipping:
             self.parts.append(data)
             self.length += len(data)
+
+
+def strip_controls(text: str) -> str:
+    """`text` without control characters, lone surrogates and noncharacters."""
+    return text.translate(_CONTROLS)
 
 
 def clean_text(text: str) -> str:

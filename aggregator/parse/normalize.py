@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aggregator.models import Entry
-from aggregator.parse.html import title_from_text, truncate
+from aggregator.parse.html import strip_controls, title_from_text, truncate
 from aggregator.parse.urls import canonical_url, http_url
 
 SUMMARY_LIMIT = 1000
@@ -96,8 +96,9 @@ def from_struct_time(value: object) -> datetime | None:
 
 
 def _guid(raw: RawEntry, url: str | None, title: str, date: datetime | None) -> str:
-    if raw.id and raw.id.strip():
-        return raw.id.strip()
+    guid = strip_controls(raw.id).strip() if raw.id else ""
+    if guid:
+        return guid
     if url:
         return url
     stamp = date.isoformat() if date else ""

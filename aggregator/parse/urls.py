@@ -93,6 +93,8 @@ def http_url(link: str | None, base: str | None = None) -> str | None:
     if not link:
         return None
     link = link.strip()
+    if any((ord(char) < 0x20 and char not in "\t\n\r") or char == "\x7f" for char in link):
+        return None  # NUL, ESC...: no real URL has them (urlsplit drops tabs and newlines)
     try:
         absolute = urljoin(base, link) if base else link
         parts = urlsplit(absolute)
