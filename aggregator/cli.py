@@ -377,6 +377,29 @@ def feeds_add(
     click.echo(f"{'added' if new else 'already known'}: {feed_url}")
 
 
+@feeds.command("enable")
+@click.argument("url")
+@click.pass_obj
+def feeds_enable(obj: Context, url: str) -> None:
+    """Re-arm a disabled or failing feed: it is fetched at the next run, errors forgotten."""
+    obj.pipeline()
+    if not obj.store.set_enabled(url, True, reason=None, now=utcnow()):
+        fail(f"{url}: no such feed (see `feeds list`)")
+    click.echo(f"enabled: {url}")
+
+
+@feeds.command("disable")
+@click.argument("url")
+@click.option("--reason", default="disabled by user", show_default=True)
+@click.pass_obj
+def feeds_disable(obj: Context, url: str, reason: str) -> None:
+    """Stop fetching a feed; its entries stay."""
+    obj.pipeline()
+    if not obj.store.set_enabled(url, False, reason=reason, now=utcnow()):
+        fail(f"{url}: no such feed (see `feeds list`)")
+    click.echo(f"disabled: {url}")
+
+
 @feeds.command("list")
 @click.pass_obj
 def feeds_list(obj: Context) -> None:

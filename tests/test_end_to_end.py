@@ -336,3 +336,27 @@ def test_feeds_add_discovers_feeds_on_a_home_page(feed_server: FeedServer, tmp_p
     )
     direct = cli("--config", config, "feeds", "add", feed_server.url("/news.rss"))
     assert f"added: {feed_server.url('/news.rss')}" in direct.output
+
+
+def test_a_gone_feed_is_disabled_and_can_be_re_armed(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    url = feed_server.add("/old.xml", "", status=410)
+    config = write_config(
+        tmp_path / "c.toml",
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'd.db'}"},
+            "fetch": {"allow_private_addresses": True},
+            "outlets": [{"name": "alt.de", "feeds": [url]}],
+        },
+    )
+    assert cli("--config", config, "fetch").exit_code == 1
+    assert "disabled: HTTP 410 Gone" in cli("--config", config, "status").output
+    assert "0 ok" in cli("--config", config, "fetch", "--all").output
+    feed_server.add(
+        "/old.xml", (ROOT / "tests" / "fixtures" / "feeds" / "atom_en_newsroom.xml").read_bytes()
+    )
+    assert cli("--config", config, "feeds", "enable", url).exit_code == 0
+    again = cli("--config", config, "fetch")
+    assert again.exit_code == 0 and "1 ok" in again.output
+    assert cli("--config", config, "feeds", "enable", "https://nope.example/x").exit_code == 2

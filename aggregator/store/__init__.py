@@ -209,6 +209,16 @@ class Store:
             row = conn.execute(_FEEDS_WITH_OUTLET.where(feeds.c.url == url)).mappings().one()
             return _feed(row), existing is None
 
+    def set_enabled(self, url: str, enabled: bool, *, reason: str | None, now: datetime) -> bool:
+        """Enable (re-arm: due now, errors forgotten) or disable a feed; False if unknown."""
+        values: dict[str, Any] = {"disabled": not enabled, "disabled_reason": reason}
+        if enabled:
+            values |= {"consecutive_errors": 0, "failing_since": None, "next_fetch_at": now}
+        with self._tx() as conn:
+            return bool(
+                conn.execute(update(feeds).where(feeds.c.url == url).values(values)).rowcount
+            )
+
     def feeds(self, *, include_disabled: bool = True) -> list[Feed]:
         query = _FEEDS_WITH_OUTLET.order_by(outlets.c.name, feeds.c.url)
         if not include_disabled:
