@@ -1,8 +1,9 @@
 """Command line: argument parsing and terminal output only; the work is in `pipeline`.
 
 Every command exits 0 on success, 1 when the work ran but part of it failed
-(e.g. a feed could not be fetched), and 2 with a one-line ``error:`` message on
-bad input (configuration, arguments, files).
+(e.g. a feed could not be fetched), 2 with a one-line ``error:`` message on
+bad input (configuration, arguments, files, an unreachable database), and 3
+when another run holds the lock.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator import config, opml
 from aggregator.config import ConfigError, Settings
@@ -47,8 +49,16 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.settings.database_url)
+            try:
+                self._store = Store(self.settings.database_url)
+            except (SQLAlchemyError, RuntimeError) as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                fail(f"database {self.settings.database.url}: {reason}")
         return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
     def pipeline(self) -> Pipeline:
         pipeline = Pipeline(self.settings, self.store)
@@ -61,7 +71,8 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def _when(value: str | None, option: str, now: datetime) -> datetime | None:
+def when_option(value: str | None, option: str, now: datetime) -> datetime | None:
+    """A --since/--until value as a UTC time, or a usage error naming the option."""
     if value is None:
         return None
     try:
@@ -93,7 +104,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     except ConfigError as exc:
         fail(str(exc))
     ctx.obj = Context(settings)
-    ctx.call_on_close(lambda: ctx.obj._store.close() if ctx.obj._store else None)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # -- fetch ------------------------------------------------------------------
@@ -182,15 +193,18 @@ def digest(
     except ConfigError as exc:
         fail(str(exc))
     now = utcnow()
-    end = _when(until, "--until", now) or now
-    start = _when(since, "--since", now) or end - settings.period_delta
+    end = when_option(until, "--until", now) or now
+    start = when_option(since, "--since", now) or end - settings.period_delta
     if start >= end:
         fail(f"--since ({start:%Y-%m-%d %H:%M}Z) must be before --until ({end:%Y-%m-%d %H:%M}Z)")
     formats = [fmt] if fmt else None
     if out is not None and fmt is None and len(settings.formats) != 1:
         fail("--out needs --format when the digest has several formats")
     pipeline = obj.pipeline()
-    run = pipeline.write_digest(settings, start, end, formats=formats, out=out)
+    try:
+        run = pipeline.write_digest(settings, start, end, formats=formats, out=out)
+    except OSError as exc:
+        fail(f"cannot write the digest: {exc}")
     for path in run.files:
         click.echo(str(path))
 
@@ -232,7 +246,7 @@ def run(obj: Context, once: bool, wait: bool) -> None:
 @click.pass_obj
 def recluster(obj: Context, since: str, wait: bool) -> None:
     """Rebuild the clusters of entries published since WHEN, e.g. after a threshold change."""
-    start = _when(since, "--since", utcnow())
+    start = when_option(since, "--since", utcnow())
     assert start is not None
     with _exclusive(obj, wait):
         freed, assigned = obj.pipeline().recluster(start)
