@@ -30,8 +30,10 @@ from aggregator.digest.records import SCHEMA, cluster_record
 from aggregator.durations import parse_duration, parse_when
 from aggregator.fetch import UnsafeURLError, check_url
 from aggregator.fetch.discover import DiscoveryError, discover_feeds
+from aggregator.mail.commands import register as register_mail
+from aggregator.mail.sender import SmtpConfigError
 from aggregator.models import Feed, FetchResult, Outlet
-from aggregator.pipeline import FetchSummary, Pipeline, utcnow
+from aggregator.pipeline import DigestRun, FetchSummary, Pipeline, utcnow
 from aggregator.schedule import Service
 from aggregator.store import Busy, Store
 
@@ -217,17 +219,30 @@ def digest(
 @WAIT_OPTION
 @click.pass_obj
 def run(obj: Context, once: bool, wait: bool) -> None:
-    """Fetch due feeds, cluster, and write every digest whose period is due.
+    """Fetch due feeds, cluster, write every digest whose period is due, and mail it.
 
-    A digest period already written is not written again, so running this
-    twice in the same period writes nothing new. Exits 1 when a feed failed,
-    3 when another run is in progress.
+    A digest period already written is not written again, and nobody is mailed
+    a period twice, so running this twice in the same period does nothing new.
+    Exits 1 when a feed or a delivery failed, 3 when another run is in progress.
     """
     if not once:
         fail("run needs --once (call it from cron)")
     with _exclusive(obj, wait):
         summary = _fetch(obj, all_feeds=False)
-        runs = obj.pipeline().write_due_digests()
+        pipeline = obj.pipeline()
+        runs = pipeline.write_due_digests()
+        _report_digests(runs)
+        try:
+            mailed = pipeline.send_mail()
+        except SmtpConfigError as exc:
+            fail(str(exc))
+    for sent in mailed:
+        click.echo(sent.line())
+    failed = summary.failed or any(not sent.ok for sent in mailed)
+    sys.exit(1 if failed else 0)
+
+
+def _report_digests(runs: list[DigestRun]) -> None:
     for done in runs:
         click.echo(
             f"digest {done.name} {done.start:%Y-%m-%d %H:%M}Z – {done.end:%Y-%m-%d %H:%M}Z: "
@@ -237,7 +252,6 @@ def run(obj: Context, once: bool, wait: bool) -> None:
             click.echo(f"  {path}")
     if not runs:
         click.echo("no digest due")
-    sys.exit(1 if summary.failed else 0)
 
 
 @main.command()
@@ -525,3 +539,6 @@ def status(obj: Context) -> None:
         )
     headers = ["outlet", "feed", "last fetch", "status", "entries", "errors", "next fetch"]
     click.echo(table(headers, rows))
+
+
+register_mail(main)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -148,6 +149,13 @@ class SmtpSettings(_Section):
     # random key is created once and kept in the database.
     secret_env: str = "AGGREGATOR_SECRET"
 
+    @field_validator("sender", "reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and "@" not in parseaddr(value)[1]:
+            raise ValueError(f"{value!r} is not an email address (expected e.g. news@example.org)")
+        return value
+
     @property
     def retry_initial_delta(self) -> timedelta:
         return parse_duration(self.retry_initial)
@@ -227,6 +235,33 @@ class DigestSettings(_Section):
         return CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
 
 
+class DashboardSettings(_Section):
+    """The editors' dashboard (`web`): whose coverage it measures and how far back it looks."""
+
+    # Outlet names that are "ours": the gaps view lists stories they have not covered.
+    home_outlets: list[str] = Field(default_factory=list)
+    # A story is a gap when at least this many other outlets carry it.
+    gap_min_outlets: int = Field(3, ge=1)
+    # How far back the Now, gaps and matrix views look.
+    now_hours: int = Field(24, ge=1, le=24 * 31)
+    # Stories shown in the Now view and the matrix.
+    max_stories: int = Field(50, ge=1, le=500)
+    # How often an open page asks for news.
+    poll_seconds: int = Field(20, ge=2)
+    # An editor stays logged in this long.
+    session_hours: int = Field(12 * 7, ge=1)
+    # Failed logins from one address (or for one name) allowed per window.
+    login_attempts: int = Field(5, ge=1)
+    login_window: Duration = "15m"
+    # Environment variable with the key that signs session cookies; when unset, a
+    # random key is created once and kept in the database.
+    secret_env: str = "AGGREGATOR_DASHBOARD_SECRET"
+
+    @property
+    def login_window_delta(self) -> timedelta:
+        return parse_duration(self.login_window)
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     fetch: FetchSettings = FetchSettings()
@@ -234,6 +269,7 @@ class Settings(_Section):
     serve: ServeSettings = ServeSettings()
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     outlets: list[OutletSettings] = Field(default_factory=list)
     digests: list[DigestSettings] = Field(default_factory=list)
     # The folder relative paths are resolved against (the config file's).

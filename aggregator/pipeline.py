@@ -27,6 +27,7 @@ from aggregator.config import DigestSettings, Settings
 from aggregator.digest import build_digest
 from aggregator.digest.render import render
 from aggregator.fetch import apply_result, fetch_many
+from aggregator.mail.service import SendSummary, send_due, send_retries
 from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
 from aggregator.parse import ParseError, parse_feed
 from aggregator.store import SaveResult, Store
@@ -311,6 +312,29 @@ class Pipeline:
             base = self.settings.resolve(digest.output_dir)
             files = deliver.write_digest(built, digest, base, formats)
         return DigestRun(digest.name, start, end, files, len(built.clusters))
+
+    def send_mail(self, names: list[str] | None = None) -> list[SendSummary]:
+        """Mail each digest's latest written period to its subscribers, then due retries.
+
+        Asking for every written period, not only the ones this run wrote, is
+        what makes a crash between writing the files and mailing harmless: the
+        delivery rows decide who still gets the period, so nobody gets it twice.
+        """
+        now = self.clock()
+        summaries = []
+        for digest in self.settings.digests:
+            if names is not None and digest.name not in names:
+                continue
+            start, end = scheduled_period(digest, now)
+            if self.store.digest_written(digest.name, start, end):
+                summaries.append(send_due(self.store, self.settings, digest, start, end, now))
+        return [
+            s for s in summaries + self.retry_mail() if s.queued or s.sent or s.retry or s.failed
+        ]
+
+    def retry_mail(self) -> list[SendSummary]:
+        """Send the deliveries whose retry time has come (cheap when there are none)."""
+        return send_retries(self.store, self.settings, self.clock())
 
     def write_due_digests(self, names: list[str] | None = None) -> list[DigestRun]:
         """Write each digest (of `names`, default all) whose latest period is not written yet."""

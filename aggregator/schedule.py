@@ -57,6 +57,8 @@ class Service:
             clustered = await asyncio.to_thread(self.pipeline.cluster)
             if summary.ok or summary.failed or summary.not_modified:
                 log.info("%s; %d clustered", summary.line(), clustered)
+            for sent in await asyncio.to_thread(self.pipeline.retry_mail):
+                log.info("%s", sent.line())
 
         await self._locked("fetch", work)
 
@@ -71,6 +73,8 @@ class Service:
                     run.clusters,
                     ", ".join(str(p) for p in run.files),
                 )
+            for sent in await asyncio.to_thread(self.pipeline.send_mail, names):
+                log.info("%s", sent.line())
 
         await self._locked("digest", work)
 

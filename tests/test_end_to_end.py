@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 from configfile import write_config
 from feedserver import FeedServer
+from smtpserver import SmtpServer
 
 from aggregator.cli import main
 from aggregator.store import Store
@@ -360,3 +361,30 @@ def test_a_gone_feed_is_disabled_and_can_be_re_armed(
     again = cli("--config", config, "fetch")
     assert again.exit_code == 0 and "1 ok" in again.output
     assert cli("--config", config, "feeds", "enable", "https://nope.example/x").exit_code == 2
+
+
+def test_run_once_mails_subscribers_once_per_period(sample_site: Path, tmp_path: Path) -> None:
+    settings = tomllib.loads(sample_site.read_text(encoding="utf-8"))
+    with SmtpServer() as smtp:
+        settings["smtp"] = {
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "security": "none",
+            "from": "Nachrichten <digest@example.org>",
+            "rate_per_minute": 100000,
+        }
+        settings["web"] = {"base_url": "https://digest.example.org"}
+        config = write_config(tmp_path / "mail.toml", settings)
+        for address in ("anna@example.org", "Bernd@Example.org"):
+            added = cli("--config", config, "subscribers", "add", address, "--digest", "daily")
+            assert added.exit_code == 0, added.output
+        first = cli("--config", config, "run", "--once")
+        assert first.exit_code == 0, first.output
+        assert "2 sent" in first.output
+        again = cli("--config", config, "run", "--once")
+        assert again.exit_code == 0 and "sent" not in again.output
+        assert sorted(smtp.recipients()) == ["anna@example.org", "bernd@example.org"]
+        message = smtp.messages_to("anna@example.org")[0]
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        plain = message.get_body(("plain",))
+        assert plain is not None and "Streik" in plain.get_content()

@@ -9,6 +9,7 @@ re-encoded.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, unquote_plus, urljoin, urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -65,6 +66,9 @@ def _netloc(parts: SplitResult) -> str:
     return f"{userinfo}{at}{host}"
 
 
+_EDGES = re.compile(r"^[\s\x00-\x20]+|[\s\x00-\x20]+$")
+
+
 def canonical_url(url: str) -> str:
     """The canonical spelling of `url`.
 
@@ -73,7 +77,9 @@ def canonical_url(url: str) -> str:
     string that does not parse as a URL comes back stripped of surrounding
     whitespace, because callers use the result as a key, not as proof of validity.
     """
-    url = url.strip()
+    # What urlsplit strips (C0 controls, space) and what str.strip strips, together,
+    # so a second call finds nothing more to remove.
+    url = _EDGES.sub("", url)
     try:
         parts = urlsplit(url)
         netloc = _netloc(parts) if parts.netloc else ""

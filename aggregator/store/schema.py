@@ -214,6 +214,7 @@ secrets = Table(
     Column("value", String(200), nullable=False),
 )
 
+
 def _create_v1(conn: Connection) -> None:
     # Creates the tables as they are defined now, so on a new database the
     # later column-adding steps find their columns present and skip them.
@@ -223,7 +224,7 @@ def _create_v1(conn: Connection) -> None:
 
 Migration = Callable[[Connection], Any]
 
-# Version n is MIGRATIONS[n - 1].
+
 def _create_mail_v2(conn: Connection) -> None:
     metadata.create_all(conn, tables=[subscribers, deliveries, secrets])
 
@@ -241,6 +242,7 @@ def _feeds_failing_since_v3(conn: Connection) -> None:
     _add_column(conn, feeds, "failing_since")
 
 
+# Version n is MIGRATIONS[n - 1].
 MIGRATIONS: list[Migration] = [_create_v1, _create_mail_v2, _feeds_failing_since_v3]
 
 

@@ -1,0 +1,185 @@
+"""SMTP with smtplib: one connection for many messages, paced, every answer classified.
+
+Each send is MAIL FROM, RCPT TO, DATA done step by step (not `sendmail`) so
+the server's final answer ("250 2.0.0 queued as 4F2A") can be recorded, and
+so a refusal leaves the connection usable for the next recipient (RSET).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import parseaddr
+from types import TracebackType
+
+from aggregator.config import SmtpSettings
+
+
+class SmtpConfigError(Exception):
+    """SMTP settings that cannot work (e.g. the password variable is unset); one line."""
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    # 4xx, or the connection failed: try again later.
+    TEMPORARY = "temporary"
+    # 5xx: this message to this recipient will never be accepted.
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    # The server's answer ("250 2.0.0 Ok: queued as 4F2A") or the connection error.
+    answer: str
+    # True when there was no usable connection (refused, dropped, timed out).
+    connection: bool = False
+
+
+def _answer(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def _classify(code: int, message: bytes | str) -> Result:
+    outcome = Outcome.PERMANENT if 500 <= code < 600 else Outcome.TEMPORARY
+    return Result(outcome, _answer(code, message))
+
+
+def password(smtp: SmtpSettings, environ: Mapping[str, str] = os.environ) -> str | None:
+    if smtp.password_env is None:
+        return None
+    value = environ.get(smtp.password_env)
+    if value is None:
+        raise SmtpConfigError(
+            f"smtp.password_env: environment variable {smtp.password_env} is not set"
+        )
+    return value
+
+
+class Pacer:
+    """At most `per_minute` messages a minute, evenly spaced (no bursts to trip a relay)."""
+
+    def __init__(
+        self,
+        per_minute: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 60.0 / per_minute
+        self.clock = clock
+        self.sleep = sleep
+        self._next: float | None = None
+
+    def wait(self) -> None:
+        now = self.clock()
+        if self._next is not None and now < self._next:
+            self.sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
+
+class Sender:
+    """One SMTP session, opened on first use and reopened after it was lost."""
+
+    def __init__(self, smtp: SmtpSettings, environ: Mapping[str, str] = os.environ) -> None:
+        self.settings = smtp
+        self.password = password(smtp, environ)
+        self.envelope_from = parseaddr(smtp.sender)[1]
+        self.pacer = Pacer(smtp.rate_per_minute)
+        self._conn: smtplib.SMTP | None = None
+        self.connections = 0
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        smtp = self.settings
+        conn: smtplib.SMTP
+        if smtp.security == "tls":
+            context = ssl.create_default_context()
+            conn = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=context)
+        else:
+            conn = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+        try:
+            conn.ehlo()
+            if smtp.security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if smtp.username:
+                conn.login(smtp.username, self.password or "")
+        except BaseException:
+            conn.close()
+            raise
+        self.connections += 1
+        return conn
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.quit()
+        except (smtplib.SMTPException, OSError):
+            self._conn.close()
+        self._conn = None
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def send(self, message: EmailMessage, recipient: str) -> Result:
+        """Send one message to one recipient; never raises for what the server or network did."""
+        self.pacer.wait()
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            return self._transaction(self._conn, message, recipient)
+        except smtplib.SMTPResponseException as exc:
+            # Refused while connecting or logging in (e.g. 421 busy, 535 bad password).
+            self._drop()
+            return _classify(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            host = f"{self.settings.host}:{self.settings.port}"
+            reason = str(exc) or type(exc).__name__
+            return Result(Outcome.TEMPORARY, f"connection to {host} failed: {reason}", True)
+
+    def _transaction(self, conn: smtplib.SMTP, message: EmailMessage, recipient: str) -> Result:
+        data = message.as_bytes()  # composed with CRLF line ends (compose.MAIL_POLICY)
+        answer: bytes | str
+        code, answer = conn.mail(self.envelope_from)
+        if code == 250:
+            code, answer = conn.rcpt(recipient)
+        if code in (250, 251):
+            try:
+                code, answer = conn.data(data)
+            except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
+                code, answer = exc.smtp_code, exc.smtp_error
+            if code == 250:
+                return Result(Outcome.SENT, _answer(code, answer))
+        self._reset(conn, code)
+        return _classify(code, answer)
+
+    def _reset(self, conn: smtplib.SMTP, code: int) -> None:
+        if code == 421:  # the server is closing the connection
+            self._drop()
+            return
+        try:
+            conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()

@@ -1,0 +1,127 @@
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 that records what it accepts.
+
+It can be scripted per recipient to answer a 4xx or 5xx, or to drop the
+connection, for the next attempts:
+
+    with SmtpServer() as smtp:
+        smtp.script("bad@example.org", "550 5.1.1 no such user")   # once
+        smtp.always("gone@example.org", "550 5.1.1 gone")
+        smtp.script("slow@example.org", "451 4.7.1 greylisted", "drop")
+        ... send to 127.0.0.1:smtp.port ...
+        smtp.messages_to("anna@example.org")  # parsed EmailMessages
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass
+from email.message import EmailMessage
+from types import TracebackType
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+DROP = "drop"
+
+
+@dataclass(frozen=True)
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+    def parsed(self) -> EmailMessage:
+        message = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+
+class _Handler:
+    def __init__(self, server: SmtpServer) -> None:
+        self.server = server
+
+    async def handle_EHLO(
+        self, smtp: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.server.lock:
+            self.server.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(
+        self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        answer = self.server.answer_for(address)
+        if answer == DROP:
+            smtp.transport.abort()
+            return "421 4.4.2 dropped"
+        if answer is not None:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
+        with self.server.lock:
+            self.server.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+            )
+            number = len(self.server.received)
+        return f"250 2.0.0 Ok: queued as M{number:05d}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: list[Received] = []
+        # EHLO greetings seen: one per SMTP connection.
+        self.sessions = 0
+        self._scripts: dict[str, deque[str]] = {}
+        self._always: dict[str, str] = {}
+        self.port = _free_port()
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpServer:
+        self._controller.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._controller.stop()
+
+    def script(self, address: str, *answers: str) -> None:
+        """Answer the next attempts to `address` with these (an SMTP reply or "drop")."""
+        with self.lock:
+            self._scripts.setdefault(address.lower(), deque()).extend(answers)
+
+    def always(self, address: str, answer: str) -> None:
+        with self.lock:
+            self._always[address.lower()] = answer
+
+    def answer_for(self, address: str) -> str | None:
+        with self.lock:
+            queue = self._scripts.get(address.lower())
+            if queue:
+                return queue.popleft()
+            return self._always.get(address.lower())
+
+    def messages_to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [r.parsed() for r in self.received if address in r.recipients]
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [rcpt for r in self.received for rcpt in r.recipients]

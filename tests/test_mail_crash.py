@@ -1,0 +1,104 @@
+"""SIGKILL the sender at random moments while it mails 200 subscribers; restart until done.
+
+Every subscriber must get the digest; a repeat can only come from a kill
+between the server's 250 and the commit that marks the row sent, so there
+are at most as many repeats as kills (in practice none or nearly none), and
+each repeat carries the same Message-ID as the first copy.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from configfile import write_config
+from mailsetup import START, fill, subscribe
+from smtpserver import SmtpServer
+
+from aggregator.store import Store
+from aggregator.store.mail import SENT, MailStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBSCRIBERS = 200
+CLI = (
+    "from aggregator.cli import main; from aggregator.mail.commands import register; "
+    "register(main); main()"
+)
+
+
+def test_killed_sender_resumes_and_mails_everyone_once(tmp_path: Path) -> None:
+    seed = int(os.environ.get("AGGREGATOR_CRASH_SEED", time.time_ns() % 100_000))
+    rng = random.Random(seed)
+    database = tmp_path / "crash.db"
+    with SmtpServer() as smtp:
+        config = write_config(
+            tmp_path / "crash.toml",
+            {
+                "database": {"url": f"sqlite:///{database}"},
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "security": "none",
+                    "from": "digest@example.org",
+                    "rate_per_minute": 100000,
+                },
+                "digests": [{"name": "daily", "timezone": "Europe/Berlin"}],
+            },
+        )
+        store = Store(f"sqlite:///{database}")
+        fill(store, START)
+        people = [f"reader{n:03d}@example.org" for n in range(SUBSCRIBERS)]
+        subscribe(store, *people)
+        command = [
+            sys.executable,
+            "-c",
+            CLI,
+            "--config",
+            str(config),
+            "send",
+            "daily",
+            "--since",
+            "2026-11-24T05:00Z",
+            "--until",
+            "2026-11-25T05:00Z",
+        ]
+        kills = 0
+        for _ in range(60):
+            before = len(smtp.received)
+            process = subprocess.Popen(
+                command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            # Kill at a random moment once mailing is under way (start-up is not interesting).
+            deadline = time.monotonic() + 30
+            while process.poll() is None and len(smtp.received) == before:
+                assert time.monotonic() < deadline, "the sender sends nothing"
+                time.sleep(0.005)
+            try:
+                process.wait(timeout=rng.uniform(0.0, 0.4))
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+                continue
+            output = process.stdout.read().decode() if process.stdout else ""
+            assert process.returncode == 0, output
+            break
+        else:
+            raise AssertionError("the sender never finished")
+
+        received = Counter(smtp.recipients())
+        ids = Counter(r.parsed()["Message-ID"] for r in smtp.received)
+    repeats = sum(received.values()) - SUBSCRIBERS
+    print(f"\ncrash test (seed {seed}): {kills} kills, {repeats} repeats")
+    assert sorted(received) == people, "every subscriber got the digest"
+    assert repeats <= kills
+    assert len(ids) == SUBSCRIBERS, "a repeat carries the first copy's Message-ID"
+    assert kills >= 1, "the test must actually interrupt the sender"
+    statuses = {d.status for d in MailStore(store).deliveries()}
+    assert statuses == {SENT}
