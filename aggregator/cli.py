@@ -12,11 +12,10 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import urlsplit
 
 import click
@@ -27,7 +26,7 @@ from aggregator.config import ConfigError, Settings
 from aggregator.dedupe import DedupeInputError, dedupe, explain, gold_report, load_rows
 from aggregator.deliver import write_file
 from aggregator.digest.records import SCHEMA, cluster_record
-from aggregator.durations import parse_duration, parse_when
+from aggregator.durations import parse_duration
 from aggregator.fetch import UnsafeURLError, check_url
 from aggregator.fetch.discover import DiscoveryError, discover_feeds
 from aggregator.mail.commands import register as register_mail
@@ -36,6 +35,7 @@ from aggregator.models import Feed, FetchResult, Outlet
 from aggregator.pipeline import DigestRun, FetchSummary, Pipeline, utcnow
 from aggregator.schedule import Service
 from aggregator.store import Busy, Store
+from aggregator.terminal import fail, table, when_option
 
 DEFAULT_CONFIG = "aggregator.toml"
 LOCK_WAIT_SECONDS = 6 * 3600.0
@@ -66,21 +66,6 @@ class Context:
         pipeline = Pipeline(self.settings, self.store)
         pipeline.sync_config()
         return pipeline
-
-
-def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
-
-
-def when_option(value: str | None, option: str, now: datetime) -> datetime | None:
-    """A --since/--until value as a UTC time, or a usage error naming the option."""
-    if value is None:
-        return None
-    try:
-        return parse_when(value, now)
-    except ValueError as exc:
-        fail(f"{option}: {exc}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -499,15 +484,6 @@ def _ago(moment: datetime | None, now: datetime) -> str:
     else:
         text = f"{seconds}s"
     return f"in {text}" if future else f"{text} ago"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 @main.command()

@@ -10,28 +10,21 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
 
 import click
 from email_validator import EmailNotValidError, validate_email
 
 from aggregator.config import ConfigError, DigestSettings, Settings
-from aggregator.durations import parse_when
 from aggregator.mail.sender import SmtpConfigError
 from aggregator.mail.service import send_due, send_retries, write_previews
 from aggregator.pipeline import scheduled_period, utcnow
 from aggregator.store.mail import ACTIVE, FAILED, RETRY, SENT, Delivery, MailStore, Subscriber
+from aggregator.terminal import fail, table, when_option
 from aggregator.web.commands import Runtime
 from aggregator.web.commands import register as register_web
 
 CSV_COLUMNS = ("email", "digest", "name", "outlets", "language", "min_outlets", "max_stories")
-
-
-def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 def normalize_address(text: str) -> str:
@@ -80,21 +73,6 @@ def subscriber(
         min_outlets=min_outlets,
         max_stories=max_stories,
     )
-
-
-def _when(value: str | None, option: str, now: datetime) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_when(value, now)
-    except ValueError as exc:
-        fail(f"{option}: {exc}")
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    from aggregator.cli import table  # the CLI imports this module: resolve at call time
-
-    return table(headers, rows)
 
 
 def _digest(settings: Settings, name: str) -> DigestSettings:
@@ -171,7 +149,7 @@ def subscribers_list(obj: Runtime, digest_name: str | None) -> None:
     for sub in MailStore(obj.store).subscribers(digest_name):
         state = sub.status if sub.status == ACTIVE else f"{sub.status}: {sub.status_reason}"
         rows.append([sub.email, sub.digest, sub.name or "", _filters(sub), state])
-    click.echo(_table(["email", "digest", "name", "filters", "status"], rows))
+    click.echo(table(["email", "digest", "name", "filters", "status"], rows))
 
 
 @subscribers.command("remove")
@@ -279,8 +257,8 @@ def send(
     if since is None and until is None:
         start, end = scheduled_period(digest, now)
     else:
-        end = _when(until, "--until", now) or now
-        start = _when(since, "--since", now) or end - digest.period_delta
+        end = when_option(until, "--until", now) or now
+        start = when_option(since, "--since", now) or end - digest.period_delta
     if start >= end:
         fail(f"--since ({start:%Y-%m-%d %H:%M}Z) must be before --until ({end:%Y-%m-%d %H:%M}Z)")
     if dry_run:
@@ -326,7 +304,7 @@ def deliveries(obj: Runtime, digest_name: str | None) -> None:
         ]
         for d in MailStore(obj.store).deliveries(digest_name)
     ]
-    click.echo(_table(["digest", "period", "recipient", "status", "attempts", "detail"], rows))
+    click.echo(table(["digest", "period", "recipient", "status", "attempts", "detail"], rows))
 
 
 def register(main: click.Group) -> None:

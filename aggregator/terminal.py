@@ -1,0 +1,40 @@
+"""What every command module shares for talking to the terminal: errors, times, tables.
+
+Kept apart from `cli` so that command modules of other stages (mail, web) can
+use them without importing the CLI that registers them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NoReturn
+
+import click
+
+from aggregator.durations import parse_when
+
+
+def fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit code 2."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def when_option(value: str | None, option: str, now: datetime) -> datetime | None:
+    """A --since/--until value as a UTC time, or a usage error naming the option."""
+    if value is None:
+        return None
+    try:
+        return parse_when(value, now)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns as wide as their widest cell."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
