@@ -8,6 +8,7 @@ threshold should not silently run with the default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import timedelta
 from email.utils import parseaddr
@@ -33,6 +34,47 @@ USER_AGENT = "aggregator/0.1 (+https://github.com/aggregator-news/aggregator; ne
 DigestFormat = Literal["html", "md", "txt", "json", "atom"]
 DIGEST_FORMATS: tuple[DigestFormat, ...] = ("html", "md", "txt", "json", "atom")
 _DEFAULT_FORMATS: list[DigestFormat] = ["html", "md", "json", "atom"]
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekdays(field: str) -> str:
+    """A cron day-of-week field with numbers written as names.
+
+    Cron counts 0 (and 7) as Sunday; APScheduler 3 counts 0 as Monday and its
+    `from_crontab` passes numbers through, so "0 7 * * 1" would run on Tuesdays.
+    Names mean the same to both.
+    """
+    parts = []
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        if not re.fullmatch(r"\*|\d+(-\d+)?", span) or (step_text and not step_text.isdigit()):
+            parts.append(part)  # names, "last", "1#2": left to APScheduler
+            continue
+        first, _, last = span.partition("-")
+        low, high = (0, 6) if span == "*" else (int(first), int(last or first))
+        if not 0 <= low <= high <= 7:
+            raise ValueError(f"day of week {part!r} is out of range 0-7")
+        days = range(low, high + 1, int(step_text or 1))
+        parts.extend(dict.fromkeys(_WEEKDAYS[day] for day in days))
+    return ",".join(parts)
+
+
+def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
+    """A trigger for a standard 5-field cron expression, in `timezone`."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=weekday if weekday == "*" else _weekdays(weekday),
+        timezone=ZoneInfo(timezone),
+    )
 
 
 class ConfigError(Exception):
@@ -221,7 +263,7 @@ class DigestSettings(_Section):
     @classmethod
     def _cron(cls, value: str) -> str:
         try:
-            CronTrigger.from_crontab(value)
+            cron_trigger(value)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
         return value
@@ -232,7 +274,7 @@ class DigestSettings(_Section):
 
     @property
     def trigger(self) -> CronTrigger:
-        return CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
+        return cron_trigger(self.schedule, self.timezone)
 
 
 class DashboardSettings(_Section):
@@ -256,6 +298,13 @@ class DashboardSettings(_Section):
     # Environment variable with the key that signs session cookies; when unset, a
     # random key is created once and kept in the database.
     secret_env: str = "AGGREGATOR_DASHBOARD_SECRET"
+    # Times on the pages are shown in this zone.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return DigestSettings._known_zone(value)
 
     @property
     def login_window_delta(self) -> timedelta:
