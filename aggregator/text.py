@@ -5,11 +5,13 @@ Two outlets rarely print the same bytes for the same sentence: one writes
 hyphen; a headline ends in "| tagesschau.de". Everything here maps such
 variants onto one form so that the matcher compares wording, not typography.
 
-Pure functions plus two small caches (stemmers and stems): no I/O, no state
-that changes results. `BoilerplateModel` is the one stateful helper; it learns
-per outlet which title segments repeat, because a prefix such as "Video:" or a
-suffix such as "- news.de" that appears on many of an outlet's titles says
-nothing about the event.
+Pure functions plus bounded caches (stemmers, per-word folds and stems, outlet
+segments): no I/O, no state that changes results. The caches are what makes
+normalisation cheap on a long stream, where nearly every word was seen before.
+`BoilerplateModel` is the one stateful helper; it learns per outlet which
+title segments repeat, because a prefix such as "Video:" or a suffix such as
+"- news.de" that appears on many of an outlet's titles says nothing about the
+event.
 """
 
 from __future__ import annotations
@@ -38,12 +40,19 @@ _UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue"}
 # different scores or rates are different events.
 _TOKEN = re.compile(r"\d+(?:[.,:/]\d+)*|[^\W\d_]+(?:\d+)?", re.UNICODE)
 _NUMBER = re.compile(r"\d")
+_NOT_ALNUM = re.compile(r"[\W_]+")
 _DECIMAL_COMMA = re.compile(r"(?<=\d),(?=\d)")
 
 # Segment separators in headlines: "Kicker: Headline", "Headline - outlet.de",
 # "Headline | Site", "+++ Liveblog +++".
-_PREFIX_SPLIT = re.compile(r"^(.{2,60}?)(?::\s+|\s+[-|–—]\s+)")
-_SUFFIX_SPLIT = re.compile(r"(?:\s+[-|–—·»]\s+|\s*\|\s*)([^-|–—·»]{2,60})$")
+# Segments are split with str.find on whitespace-normalized text (single
+# spaces), which is several times faster than a regular expression scanning
+# every position: this runs once per entry on every feed.
+_PREFIX_SEPARATORS = (": ", " - ", " | ", " – ", " — ")
+_SUFFIX_SEPARATORS = (" - ", " – ", " — ", " · ", " » ", "|")
+_SUFFIX_FORBIDDEN = frozenset("-|–—·»")
+_SEGMENT_MAX = 60
+_TICKER_HINTS = ("++", "**", "##", "\u25ba", "\u25b6", "\u26a1", "\U0001f534")
 _TICKER_MARKS = re.compile(r"\+{2,}|\*{2,}|#{2,}|\u25ba|\u25b6|\u26a1|\U0001f534")
 _TRAILING_ELLIPSIS = re.compile(r"\s*(?:\.{3}|…)\s*$")
 _PAREN_TAG = re.compile(r"\s*[(\[](?:video|audio|fotos?|photos?|bilder|live|update|\d{1,2})[)\]]")
@@ -183,14 +192,28 @@ def stop_words(language: str) -> frozenset[str]:
 
 def guess_language(text: str, default: str = DEFAULT_LANGUAGE) -> str:
     """German or English by stop-word counts; the feed's language wins when known."""
-    words = _TOKEN.findall(fold(text))
-    german = sum(w in stop_words("de") for w in words)
-    english = sum(w in stop_words("en") for w in words)
+    return _vote(text.split(), default)
+
+
+def _vote(words: list[str], default: str) -> str:
+    german = english = 0
+    for word in words:
+        votes = _word_votes(word)
+        german += votes[0]
+        english += votes[1]
     if german > english:
         return "de"
     if english > german:
         return "en"
     return default
+
+
+@lru_cache(maxsize=400_000)
+def _word_votes(word: str) -> tuple[int, int]:
+    """How many German and English stop words one whitespace-separated word holds."""
+    german_stops, english_stops = stop_words("de"), stop_words("en")
+    found = _word_tokens(word)
+    return sum(t in german_stops for t in found), sum(t in english_stops for t in found)
 
 
 @lru_cache(maxsize=64)
@@ -212,31 +235,60 @@ def stem(word: str, language: str) -> str:
     return stemmer.stemWord(word) if stemmer else word
 
 
+@lru_cache(maxsize=400_000)
+def _fold_word(word: str) -> str:
+    return fold(word)
+
+
+@lru_cache(maxsize=400_000)
+def _word_tokens(word: str) -> tuple[str, ...]:
+    return tuple(_TOKEN.findall(_fold_word(word)))
+
+
+@lru_cache(maxsize=400_000)
+def _word_stems(word: str, language: str) -> tuple[str, ...]:
+    stops = stop_words(language)
+    return tuple(
+        stem(token, language)
+        for token in _word_tokens(word)
+        if token not in stops and (len(token) >= 2 or token.isdigit())
+    )
+
+
+def folded_words(text: str) -> str:
+    """`fold` by whitespace-separated word, each cached: the hot path for long streams.
+
+    News vocabulary repeats, so after a few thousand items nearly every word
+    is a cache hit and folding costs one dictionary lookup per word. Equal to
+    `fold(text)` except for exotic compositions across a space.
+    """
+    return " ".join(folded for word in text.split() if (folded := _fold_word(word)))
+
+
 def tokens(text: str, language: str) -> list[str]:
     """Informative stems in order: folded, split, stop words dropped, stemmed.
 
     Hyphenated compounds are split ("Lambrecht-Rücktritt" -> lambrecht, rucktritt)
-    so they meet the spelled-apart form. Numbers are kept as tokens.
+    so they meet the spelled-apart form. Numbers are kept as tokens. Computed
+    per whitespace-separated word and cached, because words repeat across items.
     """
-    stops = stop_words(language)
-    out: list[str] = []
-    for word in _TOKEN.findall(fold(text)):
-        if word in stops or (len(word) < 2 and not word.isdigit()):
-            continue
-        out.append(stem(word, language))
-    return out
+    return [stem for word in text.split() for stem in _word_stems(word, language)]
 
 
 def is_clickbait(title: str) -> bool:
     """True for headlines that withhold the event ("Das steckt dahinter!")."""
-    folded = fold(title)
-    return any(phrase in folded for phrase in CLICKBAIT_PHRASES)
+    return _CLICKBAIT.search(folded_words(title)) is not None
 
 
+_CLICKBAIT = re.compile("|".join(re.escape(phrase) for phrase in CLICKBAIT_PHRASES))
+
+
+@lru_cache(maxsize=50_000)
 def _segment_key(segment: str) -> str:
-    return "".join(c for c in fold(segment) if c.isalnum())
+    return _NOT_ALNUM.sub("", folded_words(segment))
 
 
+@lru_cache(maxsize=50_000)
 def outlet_key(outlet: str) -> str:
     """ "www.Tagesschau.de" -> "tagesschau": the part of an outlet name a suffix repeats."""
     name = fold(outlet).removeprefix("www.")
@@ -244,8 +296,14 @@ def outlet_key(outlet: str) -> str:
     return "".join(c for c in name if c.isalnum())
 
 
+@lru_cache(maxsize=100_000)
+def _says_nothing(segment: str, outlet: str) -> bool:
+    """A generic kicker ("Video") or the outlet's own name, whatever the outlet's history."""
+    return _is_generic_kicker(segment) or _names_outlet(segment, outlet)
+
+
 def _is_generic_kicker(segment: str) -> bool:
-    key = fold(segment).strip(" .!:+*#")
+    key = folded_words(segment).strip(" .!:+*#")
     return key in GENERIC_KICKERS or key.endswith(("liveblog", "ticker", "newsblog"))
 
 
@@ -284,46 +342,78 @@ class BoilerplateModel:
             counts = table.setdefault(outlet, Counter())
             counts[_segment_key(segment)] += 1
             if len(counts) > self.max_segments:
-                # Bounded memory: forget segments seen once; boilerplate repeats.
-                for key in [k for k, n in counts.items() if n <= 1]:
-                    del counts[key]
+                # Bounded memory: keep the most frequent half; boilerplate repeats.
+                # Halving (not trimming one) keeps the cost amortized O(1) per title.
+                kept = counts.most_common(self.max_segments // 2)
+                counts.clear()
+                counts.update(dict(kept))
 
     def _repeats(self, table: dict[str, Counter[str]], outlet: str, segment: str) -> bool:
-        count = table.get(outlet, Counter())[_segment_key(segment)]
+        counts = table.get(outlet)
+        count = counts[_segment_key(segment)] if counts is not None else 0
         return count >= self.min_count and count >= self.min_share * self._titles[outlet]
 
     def strip(self, outlet: str, title: str) -> str:
         """The title without generic kickers, ticker marks and the outlet's learned segments."""
-        # "+++ Liveblog +++ Headline": ticker marks delimit a segment like a colon.
-        text = _TICKER_MARKS.sub(": ", unicodedata.normalize("NFKC", title))
-        text = _PAREN_TAG.sub(" ", text)
-        text = _TRAILING_ELLIPSIS.sub("", " ".join(text.split())).strip(" :")
+        text = unicodedata.normalize("NFKC", title)
+        if any(hint in text for hint in _TICKER_HINTS):
+            # "+++ Liveblog +++ Headline": ticker marks delimit a segment like a colon.
+            text = _TICKER_MARKS.sub(": ", text)
+        if "(" in text or "[" in text:
+            text = _PAREN_TAG.sub(" ", text)
+        text = " ".join(text.split())
+        if text.endswith(("...", "…")):
+            text = _TRAILING_ELLIPSIS.sub("", text)
+        text = text.strip(" :")
         for _ in range(3):  # "Video: Eil: Headline - site.de" has nested layers
-            prefix, suffix = _split_segments(text)
             before = text
+            prefix = _prefix(text)
             if prefix is not None and (
-                _is_generic_kicker(prefix)
-                or _names_outlet(prefix, outlet)
-                or self._repeats(self._prefixes, outlet, prefix)
+                _says_nothing(prefix[0], outlet) or self._repeats(self._prefixes, outlet, prefix[0])
             ):
-                text = _PREFIX_SPLIT.sub("", text, count=1)
+                text = prefix[1]
+            suffix = _suffix(text)
             if suffix is not None and (
-                _is_generic_kicker(suffix)
-                or _names_outlet(suffix, outlet)
-                or self._repeats(self._suffixes, outlet, suffix)
+                _says_nothing(suffix[0], outlet) or self._repeats(self._suffixes, outlet, suffix[0])
             ):
-                text = _SUFFIX_SPLIT.sub("", text, count=1)
+                text = suffix[1]
             text = text.strip(" -|:·")
             if text == before:
                 break
         # Never strip a title to nothing: then the segment *was* the title.
-        return text if tokens(text, DEFAULT_LANGUAGE) else title
+        return text if any(_word_stems(w, DEFAULT_LANGUAGE) for w in text.split()) else title
+
+
+def _prefix(text: str) -> tuple[str, str] | None:
+    """("Kicker", "rest") for "Kicker: rest" or "Kicker - rest" (kicker of 2-60 characters)."""
+    best: tuple[int, str] | None = None
+    for separator in _PREFIX_SEPARATORS:
+        at = text.find(separator, 2, _SEGMENT_MAX + len(separator))
+        if at >= 0 and (best is None or at < best[0]):
+            best = (at, separator)
+    if best is None:
+        return None
+    at, separator = best
+    return text[:at], text[at + len(separator) :].lstrip()
+
+
+def _suffix(text: str) -> tuple[str, str] | None:
+    """("site.de", "rest") for "rest - site.de" or "rest | site.de" (suffix of 2-60 characters)."""
+    best: tuple[int, str] | None = None
+    for separator in _SUFFIX_SEPARATORS:
+        at = text.rfind(separator, 1)
+        if at >= 0 and (best is None or at > best[0]):
+            best = (at, separator)
+    if best is None:
+        return None
+    at, separator = best
+    segment = text[at + len(separator) :].strip()
+    if not 2 <= len(segment) <= _SEGMENT_MAX or not _SUFFIX_FORBIDDEN.isdisjoint(segment):
+        return None
+    return segment, text[:at].rstrip()
 
 
 def _split_segments(title: str) -> tuple[str | None, str | None]:
-    prefix = _PREFIX_SPLIT.match(title)
-    suffix = _SUFFIX_SPLIT.search(title)
-    return (
-        prefix.group(1) if prefix else None,
-        suffix.group(1) if suffix and suffix.start() > 0 else None,
-    )
+    text = " ".join(title.split())
+    prefix, suffix = _prefix(text), _suffix(text)
+    return (prefix[0] if prefix else None, suffix[0] if suffix else None)

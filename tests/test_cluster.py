@@ -168,3 +168,34 @@ def test_story_granularity_groups_related_events() -> None:
     story = cluster_items(items, settings(granularity="story"))
     assert story[1].cluster_id == story[2].cluster_id == 0
     assert story[3].cluster_id == 3
+
+
+def test_syndicated_copy_under_another_outlet_suffix_is_an_exact_duplicate() -> None:
+    lead = "Die Bahn streikt ab Montag bundesweit, der Fernverkehr steht still."
+    first = Item(1, "nordblatt.example", "Bahnstreik ab Montag - Nordblatt", lead, T0)
+    second = Item(2, "sued.example", "Bahnstreik ab Montag | sued.example", lead, T0)
+    matches = cluster_items([first, second], settings())
+    assert (matches[1].cluster_id, matches[1].reason) == (1, "same normalized text")
+
+
+def test_big_cluster_is_scored_on_a_bounded_sample() -> None:
+    # Thirty reports of one event: every one joins, and the explanation counts
+    # the sampled members, not the whole cluster.
+    items = [
+        Item(
+            i,
+            f"o{i}.example",
+            ("Sturmtief Zeynep deckt Dächer in Hamburg ab", "Zeynep deckt in Hamburg Dächer ab")[
+                i % 2
+            ],
+            f"Sturmtief Zeynep hat in Hamburg {i + 2} Dächer abgedeckt.",
+            T0 + timedelta(minutes=i),
+        )
+        for i in range(30)
+    ]
+    matches = cluster_items(items, settings())
+    assert {m.cluster_id for m in matches} == {0}
+    clusterer = Clusterer(settings())
+    assert clusterer.tuning.sample_size < 30
+    late = [m for m in matches[clusterer.tuning.sample_size + 1 :] if m.matched_id is not None]
+    assert late and all(f"/{clusterer.tuning.sample_size} sampled" in m.reason for m in late)

@@ -82,3 +82,26 @@ def test_repeated_outlet_segments_are_learned() -> None:
 def test_clickbait_detection() -> None:
     assert text.is_clickbait("Ärger um Bürgermeister – das steckt dahinter!")
     assert not text.is_clickbait("Bürgermeister von Kiel tritt zurück")
+
+
+@given(st.text())
+def test_cached_word_folding_agrees_with_fold_on_words(value: str) -> None:
+    # The per-word fast path must fold each word exactly as `fold` does.
+    assert text.folded_words(value).split() == [
+        piece for word in value.split() for piece in text.fold(word).split()
+    ]
+
+
+def test_folded_words_matches_fold_on_headlines() -> None:
+    headline = "„Militärbündnis“ – Scholz: Straße in München gesperrt | tagesschau.de"
+    assert text.folded_words(headline) == text.fold(headline)
+
+
+def test_segment_memory_is_bounded_and_boilerplate_survives_pruning() -> None:
+    model = text.BoilerplateModel(max_segments=50)
+    for number in range(400):
+        model.observe("Nordblatt", f"Thema{number}: Meldung Nummer {number} - Das Nordportal")
+    assert len(model._prefixes["Nordblatt"]) <= 50
+    assert model.strip("Nordblatt", "Thema7: Neuer Bürgermeister - Das Nordportal") == (
+        "Thema7: Neuer Bürgermeister"
+    )
