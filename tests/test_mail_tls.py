@@ -1,0 +1,188 @@
+"""STARTTLS, implicit TLS and AUTH against a real aiosmtpd server with a self-signed certificate.
+
+The client trusts the certificate through SSL_CERT_FILE, the way an operator
+points OpenSSL at a private CA; hostname and certificate are still verified.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from aggregator.config import SmtpSettings
+from aggregator.mail.sender import Outcome, Sender
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+
+def authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth: Any
+) -> AuthResult:
+    ok = isinstance(auth, LoginPassword) and (auth.login, auth.password) == (b"digest", b"geheim")
+    return AuthResult(success=ok, handled=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def context(cert: Path, key: Path) -> ssl.SSLContext:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    return server_context
+
+
+@pytest.fixture
+def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    return certificate
+
+
+def message() -> EmailMessage:
+    mail = EmailMessage()
+    mail["Subject"] = "Tägliche Übersicht"
+    mail["From"] = "digest@example.org"
+    mail["To"] = "leser@example.org"
+    mail.set_content("Grüße")
+    return mail
+
+
+@pytest.fixture
+def starttls_server(trusted: tuple[Path, Path]) -> Iterator[tuple[int, Inbox]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context(*trusted),
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
+    controller.start()
+    yield port, inbox
+    controller.stop()
+
+
+def settings(port: int, security: str, **extra: Any) -> SmtpSettings:
+    return SmtpSettings.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": port,
+            "security": security,
+            "from": "digest@example.org",
+            "username": "digest",
+            "password_env": "TEST_SMTP_PASSWORD",
+            **extra,
+        }
+    )
+
+
+def test_starttls_and_login(starttls_server: tuple[int, Inbox]) -> None:
+    port, inbox = starttls_server
+    environ = {"TEST_SMTP_PASSWORD": "geheim"}
+    with Sender(settings(port, "starttls"), environ) as sender:
+        assert sender.send(message(), "leser@example.org").outcome is Outcome.SENT
+        assert sender.send(message(), "leser2@example.org").outcome is Outcome.SENT
+        assert sender.connections == 1
+    assert len(inbox.messages) == 2
+
+
+def test_a_wrong_password_is_refused_without_sending(starttls_server: tuple[int, Inbox]) -> None:
+    port, inbox = starttls_server
+    with Sender(settings(port, "starttls"), {"TEST_SMTP_PASSWORD": "falsch"}) as sender:
+        result = sender.send(message(), "leser@example.org")
+    assert result.outcome is not Outcome.SENT
+    assert "535" in result.answer
+    assert inbox.messages == []
+
+
+def test_plain_connection_to_a_starttls_only_server_is_not_sent(
+    starttls_server: tuple[int, Inbox],
+) -> None:
+    port, inbox = starttls_server
+    with Sender(settings(port, "none", username=None, password_env=None), {}) as sender:
+        assert sender.send(message(), "leser@example.org").outcome is not Outcome.SENT
+    assert inbox.messages == []
+
+
+def test_implicit_tls(trusted: tuple[Path, Path]) -> None:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, ssl_context=context(*trusted))
+    controller.start()
+    try:
+        with Sender(settings(port, "tls", username=None, password_env=None), {}) as sender:
+            assert sender.send(message(), "leser@example.org").outcome is Outcome.SENT
+    finally:
+        controller.stop()
+    assert len(inbox.messages) == 1
+
+
+def test_an_untrusted_certificate_is_not_accepted(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    inbox, port = Inbox(), free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context(*certificate),
+        require_starttls=True,
+    )
+    controller.start()
+    try:
+        with Sender(settings(port, "starttls", username=None, password_env=None), {}) as sender:
+            result = sender.send(message(), "leser@example.org")
+    finally:
+        controller.stop()
+    assert result.outcome is not Outcome.SENT
+    assert "CERTIFICATE_VERIFY_FAILED" in result.answer
+    assert inbox.messages == []
