@@ -12,6 +12,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -47,6 +49,24 @@ def parse_or_reason(content: bytes, **kwargs: Any) -> ParsedFeed | str:
         return parse_feed(content, **kwargs)
     except ParseError as exc:
         return str(exc)
+
+
+def _exit_with(parent: int) -> None:
+    """Pool initializer: end this parser process when the run that started it is gone.
+
+    A run killed with SIGKILL cannot shut its pool down, and idle workers would
+    wait on their queue forever; cron would pile them up.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def utcnow() -> datetime:
@@ -158,7 +178,12 @@ class Pipeline:
         summary = FetchSummary()
         workers = self.settings.fetch.parse_workers or os.cpu_count() or 1
         pool = (
-            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+            ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_exit_with,
+                initargs=(os.getpid(),),
+            )
             if workers > 1 and len(feeds) >= PARSE_POOL_MIN_FEEDS
             else None
         )
