@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -36,7 +36,8 @@ from aggregator.store import SaveResult, Store
 
 log = logging.getLogger(__name__)
 
-CLUSTER_BATCH = 500
+# Entries read, clustered and committed together.
+CLUSTER_BATCH = 2000
 # Below this many feeds, starting parser processes costs more than it saves.
 PARSE_POOL_MIN_FEEDS = 16
 
@@ -148,17 +149,16 @@ class Pipeline:
 
     def sync_config(self) -> None:
         """Make sure every feed of the configuration is in the database."""
-        now = self.clock()
-        interval = int(self.settings.fetch.interval_delta.total_seconds())
-        for outlet in self.settings.outlets:
-            for url in outlet.feeds:
-                self.store.add_feed(
-                    self.settings.feed_url(url),
-                    Outlet(outlet.name, outlet.language, outlet.home_url),
-                    source="config",
-                    interval_seconds=interval,
-                    now=now,
-                )
+        self.store.sync_feeds(
+            [
+                (self.settings.feed_url(url), Outlet(o.name, o.language, o.home_url))
+                for o in self.settings.outlets
+                for url in o.feeds
+            ],
+            source="config",
+            interval_seconds=int(self.settings.fetch.interval_delta.total_seconds()),
+            now=self.clock(),
+        )
 
     # -- fetch, parse, store ------------------------------------------------
 
@@ -169,7 +169,7 @@ class Pipeline:
 
         Parsing runs in a process pool when many feeds are due (feedparser is
         pure Python and would hold the GIL), in a worker thread otherwise;
-        storing runs in a thread. Either way the event loop keeps reading the
+        storing runs in one writer thread. Either way the event loop keeps reading the
         downloads still in flight instead of letting them run into timeouts.
         """
         now = self.clock()
@@ -187,13 +187,15 @@ class Pipeline:
             if workers > 1 and len(feeds) >= PARSE_POOL_MIN_FEEDS
             else None
         )
+        # One writer: concurrent transactions would only queue for SQLite's write lock.
+        writer = ThreadPoolExecutor(1, thread_name_prefix="store")
         # Bounds the downloaded documents waiting for a parser, and so memory.
         waiting = asyncio.Semaphore(2 * workers)
         running: set[asyncio.Task[None]] = set()
 
         async def handle(feed: Feed, result: FetchResult) -> None:
             try:
-                await self._handle(feed, result, languages.get(feed.outlet), summary, pool)
+                await self._handle(feed, result, languages.get(feed.outlet), summary, pool, writer)
                 if progress is not None:
                     progress(feed, result)
             finally:
@@ -208,6 +210,7 @@ class Pipeline:
             if running:
                 await asyncio.gather(*running)
         finally:
+            writer.shutdown()
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
         return summary
@@ -219,6 +222,7 @@ class Pipeline:
         language: str | None,
         summary: FetchSummary,
         pool: ProcessPoolExecutor | None,
+        writer: ThreadPoolExecutor,
     ) -> None:
         now = self.clock()
         parsed = None
@@ -240,7 +244,9 @@ class Pipeline:
                 result = replace(result, status=FetchStatus.FAILED, error=outcome)
             else:
                 parsed = outcome
-        saved = await asyncio.to_thread(self._save, feed, result, parsed, now)
+        saved = await asyncio.get_running_loop().run_in_executor(
+            writer, self._save, feed, result, parsed, now
+        )
         summary.new += saved.new
         summary.updated += saved.updated
         if result.status is FetchStatus.OK:
@@ -275,22 +281,24 @@ class Pipeline:
     # -- cluster --------------------------------------------------------------
 
     def cluster(self) -> int:
-        """Assign every unclustered entry; return how many were assigned."""
-        pending = self.store.unclustered()
-        if not pending:
+        """Assign every unclustered entry; return how many were assigned.
+
+        Entries are read and committed a page at a time, so memory holds one
+        page plus the matcher's window, however many entries are waiting.
+        """
+        page = self.store.unclustered(limit=CLUSTER_BATCH)
+        if not page:
             return 0
         clusterer = Clusterer(self.settings.cluster)
-        since = min(entry.published for entry in pending) - self.settings.cluster.window_delta
+        since = page[0].published - self.settings.cluster.window_delta
         for entry, match in self.store.clustered_since(since):
             clusterer.prime(to_item(entry), match)
-        batch = []
-        for entry in pending:
-            batch.append(clusterer.add(to_item(entry)))
-            if len(batch) >= CLUSTER_BATCH:
-                self.store.save_matches(batch)
-                batch = []
-        self.store.save_matches(batch)
-        return len(pending)
+        assigned = 0
+        while page:
+            self.store.save_matches([clusterer.add(to_item(entry)) for entry in page])
+            assigned += len(page)
+            page = self.store.unclustered(limit=CLUSTER_BATCH)
+        return assigned
 
     def recluster(self, since: datetime) -> tuple[int, int]:
         """Rebuild the clusters touching [since, now) (after a threshold change).

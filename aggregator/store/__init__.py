@@ -17,7 +17,10 @@ from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
+    Table,
+    Update,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -131,6 +134,43 @@ _ENTRIES_WITH_OUTLET = (
 )
 
 
+def _bulk_update(table: Table, key: str, names: Sequence[str]) -> Update:
+    """An UPDATE by primary key for executemany; bind names are `key` and `new_<column>`."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam(key))
+        .values({name: bindparam(f"new_{name}") for name in names})
+    )
+
+
+# Run with many parameter sets at once: a statement per row costs more than the rows.
+_UPDATE_ENTRY = _bulk_update(
+    entries,
+    "entry_id",
+    (
+        "url",
+        "canonical_url",
+        "title",
+        "summary",
+        "author",
+        "language",
+        "content_hash",
+        "updated_at",
+    ),
+)
+_ASSIGN_ENTRY = _bulk_update(
+    entries, "entry_id", ("cluster_id", "matched_id", "match_score", "match_reason")
+)
+_CLUSTER_FIGURES = _bulk_update(
+    clusters, "cluster", ("first_seen", "last_seen", "size", "outlet_count")
+)
+
+
+def _prefixed(fields: dict[str, Any]) -> dict[str, Any]:
+    """Bind names for `_UPDATE_ENTRY` (they may not equal column names)."""
+    return {f"new_{name}": value for name, value in fields.items()}
+
+
 # Placeholder figures for a new cluster row; `_refresh_clusters` fills the real ones
 # in the same transaction.
 _EPOCH = datetime.fromtimestamp(0, UTC)
@@ -209,6 +249,54 @@ class Store:
             row = conn.execute(_FEEDS_WITH_OUTLET.where(feeds.c.url == url)).mappings().one()
             return _feed(row), existing is None
 
+    def sync_feeds(
+        self,
+        wanted: Sequence[tuple[str, Outlet]],
+        *,
+        source: str,
+        interval_seconds: int,
+        now: datetime,
+    ) -> int:
+        """Register every (url, outlet) in one transaction; return how many were new.
+
+        Known feeds keep their state; a feed that moved to another outlet follows it.
+        """
+        with self._tx() as conn:
+            outlet_ids = {
+                outlet.name: self._outlet_id(conn, outlet)
+                for outlet in {outlet.name: outlet for _, outlet in wanted}.values()
+            }
+            known = {
+                row.url: row.outlet_id
+                for row in conn.execute(select(feeds.c.url, feeds.c.outlet_id))
+            }
+            missing = {url: outlet for url, outlet in wanted if url not in known}
+            if missing:
+                conn.execute(
+                    feeds.insert(),
+                    [
+                        {
+                            "url": url,
+                            "outlet_id": outlet_ids[outlet.name],
+                            "source": source,
+                            "interval_seconds": interval_seconds,
+                            "consecutive_errors": 0,
+                            "disabled": False,
+                            "next_fetch_at": now,
+                            "created_at": now,
+                        }
+                        for url, outlet in missing.items()
+                    ],
+                )
+            for url, outlet in wanted:
+                if url in known and known[url] != outlet_ids[outlet.name]:
+                    conn.execute(
+                        update(feeds)
+                        .where(feeds.c.url == url)
+                        .values(outlet_id=outlet_ids[outlet.name])
+                    )
+        return len(missing)
+
     def set_enabled(self, url: str, enabled: bool, *, reason: str | None, now: datetime) -> bool:
         """Enable (re-arm: due now, errors forgotten) or disable a feed; False if unknown."""
         values: dict[str, Any] = {"disabled": not enabled, "disabled_reason": reason}
@@ -268,7 +356,6 @@ class Store:
         """
         if feed.id is None:
             raise ValueError("save_fetch needs a stored feed")
-        new = updated = 0
         with self._tx() as conn:
             values = {
                 "title": feed.title,
@@ -303,6 +390,8 @@ class Store:
                     )
                 )
             }
+            inserts: list[dict[str, Any]] = []
+            changes: list[dict[str, Any]] = []
             seen: set[str] = set()
             for entry in new_entries:
                 if entry.guid in seen:
@@ -318,23 +407,24 @@ class Store:
                     "content_hash": entry.content_hash,
                     "updated_at": now,
                 }
-                if entry.guid in known:
-                    entry_id, content_hash = known[entry.guid]
-                    if content_hash != entry.content_hash:
-                        conn.execute(update(entries).where(entries.c.id == entry_id).values(fields))
-                        updated += 1
-                    continue
-                conn.execute(
-                    entries.insert().values(
-                        feed_id=feed.id,
-                        guid=entry.guid,
-                        published=entry.published,
-                        published_estimated=entry.published_estimated,
-                        first_seen_at=now,
-                        **fields,
+                if entry.guid not in known:
+                    inserts.append(
+                        {
+                            "feed_id": feed.id,
+                            "guid": entry.guid,
+                            "published": entry.published,
+                            "published_estimated": entry.published_estimated,
+                            "first_seen_at": now,
+                            **fields,
+                        }
                     )
-                )
-                new += 1
+                elif known[entry.guid][1] != entry.content_hash:
+                    changes.append({"entry_id": known[entry.guid][0], **_prefixed(fields)})
+            if inserts:
+                conn.execute(entries.insert(), inserts)
+            if changes:
+                conn.execute(_UPDATE_ENTRY, changes)
+            new, updated = len(inserts), len(changes)
         return SaveResult(new, updated)
 
     def save_feed_state(self, feed: Feed, now: datetime) -> None:
@@ -343,10 +433,12 @@ class Store:
 
     # -- clustering -------------------------------------------------------
 
-    def unclustered(self) -> list[Entry]:
-        """Entries not yet in a cluster, in the order the matcher must see them."""
-        query = _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_(None)).order_by(
-            entries.c.published, entries.c.id
+    def unclustered(self, limit: int | None = None) -> list[Entry]:
+        """Entries not yet in a cluster (the first `limit`), in the order the matcher needs."""
+        query = (
+            _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_(None))
+            .order_by(entries.c.published, entries.c.id)
+            .limit(limit)
         )
         with self._tx() as conn:
             return [_entry(row) for row in conn.execute(query).mappings()]
@@ -367,28 +459,32 @@ class Store:
         if not batch:
             return 0
         with self._tx() as conn:
-            founders = [m for m in batch if m.cluster_id == m.entry_id]
-            for match in founders:
-                conn.execute(
-                    clusters.insert().values(
-                        id=match.cluster_id,
-                        first_seen=_EPOCH,
-                        last_seen=_EPOCH,
-                        size=0,
-                        outlet_count=0,
-                    )
-                )
-            for match in batch:
-                conn.execute(
-                    update(entries)
-                    .where(entries.c.id == match.entry_id)
-                    .values(
-                        cluster_id=match.cluster_id,
-                        matched_id=match.matched_id,
-                        match_score=match.score,
-                        match_reason=match.reason,
-                    )
-                )
+            founders = [
+                {
+                    "id": m.cluster_id,
+                    "first_seen": _EPOCH,
+                    "last_seen": _EPOCH,
+                    "size": 0,
+                    "outlet_count": 0,
+                }
+                for m in batch
+                if m.cluster_id == m.entry_id
+            ]
+            if founders:
+                conn.execute(clusters.insert(), founders)
+            conn.execute(
+                _ASSIGN_ENTRY,
+                [
+                    {
+                        "entry_id": m.entry_id,
+                        "new_cluster_id": m.cluster_id,
+                        "new_matched_id": m.matched_id,
+                        "new_match_score": m.score,
+                        "new_match_reason": m.reason,
+                    }
+                    for m in batch
+                ],
+            )
             self._refresh_clusters(conn, {m.cluster_id for m in batch})
         return len(batch)
 
@@ -408,17 +504,18 @@ class Store:
                 .where(entries.c.cluster_id.in_(chunk))
                 .group_by(entries.c.cluster_id)
             )
-            for row in figures:
-                conn.execute(
-                    update(clusters)
-                    .where(clusters.c.id == row.cluster_id)
-                    .values(
-                        first_seen=row.first_seen,
-                        last_seen=row.last_seen,
-                        size=row.size,
-                        outlet_count=row.outlet_count,
-                    )
-                )
+            rows = [
+                {
+                    "cluster": row.cluster_id,
+                    "new_first_seen": row.first_seen,
+                    "new_last_seen": row.last_seen,
+                    "new_size": row.size,
+                    "new_outlet_count": row.outlet_count,
+                }
+                for row in figures
+            ]
+            if rows:
+                conn.execute(_CLUSTER_FIGURES, rows)
 
     def clear_clusters_since(self, since: datetime) -> int:
         """Dissolve every cluster with an entry published since `since`; return entries freed.
