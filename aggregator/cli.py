@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
+import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator import config, opml
@@ -33,9 +34,11 @@ from aggregator.mail.commands import register as register_mail
 from aggregator.mail.sender import SmtpConfigError
 from aggregator.models import Feed, FetchResult, Outlet
 from aggregator.pipeline import DigestRun, FetchSummary, Pipeline, utcnow
-from aggregator.schedule import Service
+from aggregator.schedule import EmbeddedServer, Service
 from aggregator.store import Busy, Store
 from aggregator.terminal import fail, table, when_option
+from aggregator.web.accounts import register as register_users
+from aggregator.web.commands import application
 
 DEFAULT_CONFIG = "aggregator.toml"
 LOCK_WAIT_SECONDS = 6 * 3600.0
@@ -253,8 +256,9 @@ def recluster(obj: Context, since: str, wait: bool) -> None:
 
 
 @main.command()
+@click.option("--web", "with_web", is_flag=True, help="Also serve the dashboard (web.host:port).")
 @click.pass_obj
-def serve(obj: Context) -> None:
+def serve(obj: Context, with_web: bool) -> None:
     """Run as a service: fetch due feeds continuously, write digests on their schedules.
 
     Stops on SIGTERM or SIGINT after running fetches finish (bounded by
@@ -262,10 +266,19 @@ def serve(obj: Context) -> None:
     """
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
+    settings = obj.settings
+    web = None
+    if with_web:
+        web = EmbeddedServer(
+            uvicorn.Config(
+                application(settings, obj.store), host=settings.web.host, port=settings.web.port
+            )
+        )
     service = Service(
         obj.pipeline(),
-        poll_seconds=parse_duration(obj.settings.serve.poll_interval).total_seconds(),
-        grace_seconds=parse_duration(obj.settings.serve.shutdown_grace).total_seconds(),
+        poll_seconds=parse_duration(settings.serve.poll_interval).total_seconds(),
+        grace_seconds=parse_duration(settings.serve.shutdown_grace).total_seconds(),
+        web=web,
     )
     asyncio.run(service.run())
 
@@ -518,3 +531,4 @@ def status(obj: Context) -> None:
 
 
 register_mail(main)
+register_users(main)

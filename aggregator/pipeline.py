@@ -33,6 +33,7 @@ from aggregator.mail.service import SendSummary, send_due, send_retries
 from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
 from aggregator.parse import ParseError, parse_feed
 from aggregator.store import SaveResult, Store
+from aggregator.store.dashboard import apply_corrections
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,7 @@ class Pipeline:
         """
         page = self.store.unclustered(limit=CLUSTER_BATCH)
         if not page:
+            apply_corrections(self.store)
             return 0
         clusterer = Clusterer(self.settings.cluster)
         since = page[0].published - self.settings.cluster.window_delta
@@ -298,6 +300,8 @@ class Pipeline:
             self.store.save_matches([clusterer.add(to_item(entry)) for entry in page])
             assigned += len(page)
             page = self.store.unclustered(limit=CLUSTER_BATCH)
+        # Editors' splits and merges overrule the matcher, also after a recluster.
+        apply_corrections(self.store)
         return assigned
 
     def recluster(self, since: datetime) -> tuple[int, int]:

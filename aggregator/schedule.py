@@ -10,11 +10,13 @@ never overlap themselves, and every pass takes the same run lock as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC
 
+import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -24,13 +26,29 @@ from aggregator.store import Busy
 log = logging.getLogger(__name__)
 
 
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the service: the service, not uvicorn, owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class Service:
     """Runs the pipeline on a schedule until SIGTERM or SIGINT."""
 
-    def __init__(self, pipeline: Pipeline, *, poll_seconds: float, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        poll_seconds: float,
+        grace_seconds: float,
+        web: EmbeddedServer | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
+        self.web = web
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
@@ -104,10 +122,14 @@ class Service:
         await self.write_digests()
         scheduler = self._scheduler()
         scheduler.start()
+        web = asyncio.create_task(self.web.serve()) if self.web else None
         log.info("serving: polling due feeds every %s s", self.poll_seconds)
         await self._stopping.wait()
         log.info("stopping: finishing %d running job(s)", len(self._running))
         scheduler.shutdown(wait=False)
+        if self.web is not None and web is not None:
+            self.web.should_exit = True
+            await asyncio.wait({web}, timeout=self.grace_seconds)
         if self._running:
             _, pending = await asyncio.wait(set(self._running), timeout=self.grace_seconds)
             for task in pending:

@@ -79,3 +79,48 @@ def test_serve_fetches_writes_digests_and_stops_on_sigterm(
     assert process.returncode == 0, output
     assert "fetched http://127.0.0.1" in output
     assert "stopped" in output
+
+
+def test_serve_with_web_answers_http_and_stops_with_it(tmp_path: Path) -> None:
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(
+        tmp_path / "web.toml",
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'web.db'}"},
+            "serve": {"poll_interval": "1s", "shutdown_grace": "5s"},
+            "web": {"host": "127.0.0.1", "port": port},
+        },
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "--config", str(config), "serve", "--web"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+
+    def status() -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stories", timeout=2) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return None
+
+    try:
+        assert wait_for(lambda: status() is not None)
+        assert status() == 401
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert status() is None

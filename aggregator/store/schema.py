@@ -242,8 +242,109 @@ def _feeds_failing_since_v3(conn: Connection) -> None:
     _add_column(conn, feeds, "failing_since")
 
 
+# Dashboard: editors, their read-only API tokens (only a hash is kept), editors'
+# corrections of the clustering (re-applied after every clustering run), and the
+# headlines an entry had before the feed changed it.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # SHA-256 of the token: a leaked database does not leak working tokens.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+corrections = Table(
+    "corrections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # "split": entry_id is a story of its own; "merge": entry_id and other_id are one story.
+    Column("kind", String(10), nullable=False),
+    Column("entry_id", Integer, nullable=False),
+    Column("other_id", Integer),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+entry_titles = Table(
+    "entry_titles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entry_id", Integer, ForeignKey("entries.id", ondelete="CASCADE"), nullable=False),
+    # The headline the entry had until `replaced_at` (filled by a database trigger).
+    Column("title", Text, nullable=False),
+    Column("replaced_at", UTCDateTime, nullable=False),
+    Index("ix_entry_titles_entry_id", "entry_id"),
+)
+
+# A cluster's members in time order without visiting the table; the Now view's
+# candidates by recency and size.
+ix_entries_cluster_published = Index(
+    "ix_entries_cluster_published", entries.c.cluster_id, entries.c.published, entries.c.feed_id
+)
+ix_clusters_last_seen_outlets = Index(
+    "ix_clusters_last_seen_outlets", clusters.c.last_seen, clusters.c.outlet_count
+)
+
+_SQLITE_DASHBOARD = [
+    # External-content FTS5 over headlines and leads; diacritics folded so
+    # "munchen" finds "München".
+    "CREATE VIRTUAL TABLE IF NOT EXISTS entries_fts USING fts5(title, summary, "
+    "content='entries', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS entries_fts_insert AFTER INSERT ON entries BEGIN "
+    "INSERT INTO entries_fts(rowid, title, summary) VALUES (new.id, new.title, new.summary); END",
+    "CREATE TRIGGER IF NOT EXISTS entries_fts_delete AFTER DELETE ON entries BEGIN "
+    "INSERT INTO entries_fts(entries_fts, rowid, title, summary) "
+    "VALUES ('delete', old.id, old.title, old.summary); END",
+    "CREATE TRIGGER IF NOT EXISTS entries_fts_update AFTER UPDATE OF title, summary ON entries "
+    "BEGIN INSERT INTO entries_fts(entries_fts, rowid, title, summary) "
+    "VALUES ('delete', old.id, old.title, old.summary); "
+    "INSERT INTO entries_fts(rowid, title, summary) VALUES (new.id, new.title, new.summary); END",
+    "INSERT INTO entries_fts(entries_fts) VALUES ('rebuild')",
+    "CREATE TRIGGER IF NOT EXISTS entries_title_history AFTER UPDATE OF title ON entries "
+    "WHEN old.title IS NOT new.title BEGIN INSERT INTO entry_titles(entry_id, title, replaced_at) "
+    "VALUES (old.id, old.title, new.updated_at); END",
+]
+
+_POSTGRESQL_DASHBOARD = [
+    "CREATE INDEX IF NOT EXISTS ix_entries_fulltext ON entries "
+    "USING gin (to_tsvector('simple', title || ' ' || summary))",
+    "CREATE OR REPLACE FUNCTION entries_title_history() RETURNS trigger AS $$ BEGIN "
+    "IF OLD.title IS DISTINCT FROM NEW.title THEN "
+    "INSERT INTO entry_titles(entry_id, title, replaced_at) "
+    "VALUES (OLD.id, OLD.title, NEW.updated_at); END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+    "DROP TRIGGER IF EXISTS entries_title_history ON entries",
+    "CREATE TRIGGER entries_title_history AFTER UPDATE OF title ON entries "
+    "FOR EACH ROW EXECUTE FUNCTION entries_title_history()",
+]
+
+
+def _create_dashboard_v4(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[users, api_tokens, corrections, entry_titles])
+    ix_entries_cluster_published.create(conn, checkfirst=True)
+    ix_clusters_last_seen_outlets.create(conn, checkfirst=True)
+    statements = _SQLITE_DASHBOARD if conn.dialect.name == "sqlite" else _POSTGRESQL_DASHBOARD
+    for statement in statements:
+        conn.execute(text(statement))
+
+
 # Version n is MIGRATIONS[n - 1].
-MIGRATIONS: list[Migration] = [_create_v1, _create_mail_v2, _feeds_failing_since_v3]
+MIGRATIONS: list[Migration] = [
+    _create_v1,
+    _create_mail_v2,
+    _feeds_failing_since_v3,
+    _create_dashboard_v4,
+]
 
 
 def migrate(conn_factory: Callable[[], Any]) -> int:

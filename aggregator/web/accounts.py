@@ -1,0 +1,67 @@
+"""The `users` commands: editors' passwords and read-only API tokens.
+
+Terminal input and output only; hashing is in `auth`, storage in
+`store.dashboard`. Exit codes follow the CLI's: 2 with one ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from aggregator.store.dashboard import DashboardStore
+from aggregator.web import auth
+from aggregator.web.commands import Runtime
+from aggregator.web.state import utcnow
+
+MIN_PASSWORD = 8
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def read_password() -> str:
+    """Asked twice on a terminal, hidden; the first line of standard input when piped."""
+    if sys.stdin.isatty():
+        value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return value
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@click.group()
+def users() -> None:
+    """Editors who may log in to the dashboard, and their API tokens."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.pass_obj
+def users_add(obj: Runtime, name: str) -> None:
+    """Create the editor NAME or set a new password (asked, or read from standard input)."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        fail("NAME must be 1 to 100 characters")
+    password = read_password()
+    if len(password) < MIN_PASSWORD:
+        fail(f"the password must have at least {MIN_PASSWORD} characters")
+    created = DashboardStore(obj.store).set_password(name, auth.hash_password(password), utcnow())
+    click.echo(f"{'added' if created else 'changed the password of'} {name}")
+
+
+@users.command("token")
+@click.argument("name")
+@click.pass_obj
+def users_token(obj: Runtime, name: str) -> None:
+    """Print a new read-only API token for NAME (send it as `Authorization: Bearer TOKEN`)."""
+    token = auth.new_token()
+    if not DashboardStore(obj.store).add_token(name, auth.token_hash(token), utcnow()):
+        fail(f"no user {name!r} (add one with: users add {name})")
+    click.echo(token)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(users)
