@@ -17,8 +17,10 @@ missed merge only shows it twice):
 - Time is evidence: the score loses points as publication times drift apart,
   because follow-ups with new facts a day later are new events.
 - Conflicting numbers in headlines (1:2 vs 2:2, 0,75 vs 0,25) cost points.
-- Story granularity compares with the cluster's centroid, and merges two
-  clusters only on stronger evidence than an entry needs to join one.
+- Story granularity compares with the cluster's centroid. Clusters founded
+  in parallel before a story's vocabulary settled merge when their centroids
+  come closer than an entry must be to join (`Merge`, `take_merges`); an
+  event cluster never merges.
 
 Cost per entry is bounded: a few clusters are scored, a few members each, so
 throughput does not fall as clusters grow. Decisions depend only on the items
@@ -50,17 +52,30 @@ from aggregator.cluster_score import (
 from aggregator.config import ClusterSettings
 from aggregator.models import Match
 
-__all__ = ["DEFAULT_THRESHOLDS", "TUNING", "Clusterer", "Item", "PairScorer", "cluster_items"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "TUNING",
+    "Clusterer",
+    "Item",
+    "Merge",
+    "PairScorer",
+    "cluster_items",
+    "resolve_merges",
+]
 
 # Tuned on ../shared/data/german/dev.jsonl (event) and uci/dev.jsonl (story);
 # see bench/matcher_quality.py. `ClusterSettings.threshold` overrides.
-DEFAULT_THRESHOLDS = {"event": 45.0, "story": 14.0}
+DEFAULT_THRESHOLDS = {"event": 45.0, "story": 20.0}
 
 TUNING = {
     "event": Tuning(),
     # A story's clusters are broad, so more of them share words with an entry.
     "story": Tuning(
-        hourly_decay=0.0, number_conflict_penalty=0.0, use_profile=True, max_candidates=10
+        hourly_decay=0.0,
+        number_conflict_penalty=0.0,
+        use_profile=True,
+        max_candidates=10,
+        merge_threshold=25.0,
     ),
 }
 
@@ -142,6 +157,24 @@ class _Window:
         if self.newest is None or item.published > self.newest:
             self.newest = item.published
 
+    def merge(self, absorbed: int, into: int) -> None:
+        """Move every member, index entry and centroid count of `absorbed` to `into`."""
+        gone, target = self.clusters.pop(absorbed), self.clusters[into]
+        for item_id in gone.members:
+            self.cluster_of[item_id] = into
+        # Oldest first, as `_Cluster.members` is kept: the sample's anchor stays the oldest.
+        target.members = deque(
+            sorted((*target.members, *gone.members), key=lambda m: (self.features[m].hours, m))
+        )
+        postings = self.postings
+        for token, count in gone.tokens.items():
+            posting = postings[token]
+            posting.discard(absorbed)
+            posting.add(into)
+            target.tokens[token] += count
+        target.profile.update(gone.profile)
+        target.normed_at = 0  # the centroid's length is recomputed on next use
+
     def _unindex(self, cluster_id: int, cluster: _Cluster, features: Features) -> None:
         counts, postings = cluster.tokens, self.postings
         for token in features.weights:
@@ -176,6 +209,20 @@ class _Window:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """Two clusters found to report one story: every entry of `absorbed` now belongs to `into`.
+
+    `into` is the older cluster (the smaller id), so ids already shown stay
+    valid for the bigger part of a story. `score` is the cosine (0-100) of
+    the two clusters' IDF-weighted headline vocabularies.
+    """
+
+    absorbed: int
+    into: int
+    score: float
+
+
+@dataclass(frozen=True)
 class _Verdict:
     score: float
     cluster_id: int
@@ -199,6 +246,7 @@ class Clusterer:
         self.boilerplate = text.BoilerplateModel()
         self.frequencies = DocumentFrequencies()
         self._state = _Window(self.frequencies, use_profile=self.tuning.use_profile)
+        self._merges: list[Merge] = []
 
     def _featurize(self, item: Item) -> Features:
         return featurize(item, self.boilerplate, self.frequencies, self.tuning)
@@ -216,14 +264,69 @@ class Clusterer:
         self._state.insert(self._featurize(item), match.cluster_id)
 
     def add(self, item: Item) -> Match:
-        """Assign a new item to an existing cluster or found a new one."""
+        """Assign a new item to an existing cluster or found a new one.
+
+        At story granularity the cluster it joined may then absorb a parallel
+        cluster of the same story (see `take_merges`); the returned match
+        names the surviving cluster.
+        """
         self._advance(item.published)
         features = self._featurize(item)
-        match = self._decide(features)
+        match, candidates = self._decide(features)
         self._state.insert(features, match.cluster_id)
+        if self.tuning.merge_threshold is not None and match.matched_id is not None:
+            survivor = self._merge_around(match.cluster_id, candidates, self.tuning.merge_threshold)
+            if survivor != match.cluster_id:
+                match = Match(match.entry_id, survivor, match.matched_id, match.score, match.reason)
         return match
 
-    def _decide(self, features: Features) -> Match:
+    def take_merges(self) -> list[Merge]:
+        """Merges decided since the last call, oldest first (the caller relabels their entries).
+
+        Matches issued earlier name the absorbed cluster; `resolve_merges`
+        rewrites them, and a store would move the absorbed cluster's entries.
+        """
+        merges, self._merges = self._merges, []
+        return merges
+
+    def _merge_around(self, cluster_id: int, candidates: list[int], threshold: float) -> int:
+        """Merge the grown cluster with the candidate whose centroid is closest, if close enough.
+
+        Two clusters founded in parallel before a story's vocabulary settled
+        meet here once each has grown. Merging needs a centroid-to-centroid
+        cosine above `threshold`, which is set higher than the threshold for
+        an entry to join: a wrong merge hides a whole cluster, not one entry.
+        """
+        state = self._state
+        grown = state.clusters[cluster_id]
+        best: tuple[float, int] | None = None
+        for other_id in candidates:
+            other = state.clusters.get(other_id)
+            if other_id == cluster_id or other is None:
+                continue
+            score = self._centroid_cosine(grown, other)
+            if score >= threshold and (best is None or score > best[0]):
+                best = (score, other_id)
+        if best is None:
+            return cluster_id
+        score, other_id = best
+        into, absorbed = min(cluster_id, other_id), max(cluster_id, other_id)
+        state.merge(absorbed, into)
+        self._merges.append(Merge(absorbed, into, round(score, 1)))
+        return into
+
+    def _centroid_cosine(self, a: _Cluster, b: _Cluster) -> float:
+        frequencies = self.frequencies
+        norm = a.centroid_norm(frequencies) * b.centroid_norm(frequencies)
+        if not norm:
+            return 0.0
+        small, large = sorted((a.profile, b.profile), key=len)
+        idf = frequencies.idf
+        dot = sum(n * large[t] * idf(t) ** 2 for t, n in small.items() if t in large)
+        return 100.0 * dot / norm
+
+    def _decide(self, features: Features) -> tuple[Match, list[int]]:
+        """The match for a new item, and the candidate clusters it was compared with."""
         item = features.item
         state = self._state
         for key, index, reason in (
@@ -232,18 +335,20 @@ class Clusterer:
         ):
             other = index.get(key) if key else None
             if other is not None and self._within(features, state.features[other]):
-                return Match(item.id, state.cluster_of[other], other, 100.0, reason)
+                return Match(item.id, state.cluster_of[other], other, 100.0, reason), []
         best: _Verdict | None = None
         score = self._profile_score if self.tuning.use_profile else self._members_score
-        for cluster_id in self._candidate_clusters(features):
+        candidates = self._candidate_clusters(features)
+        for cluster_id in candidates:
             verdict = score(features, cluster_id)
             if verdict is not None and (best is None or verdict.score > best.score):
                 best = verdict
         if best is None:
-            return Match(item.id, item.id, None, 100.0, "new cluster")
+            return Match(item.id, item.id, None, 100.0, "new cluster"), candidates
         matched = state.features[best.matched]
         reason = explain_pair(features, matched, self.tuning) + best.note
-        return Match(item.id, best.cluster_id, best.matched, round(best.score, 1), reason)
+        match = Match(item.id, best.cluster_id, best.matched, round(best.score, 1), reason)
+        return match, candidates
 
     def _within(self, a: Features, b: Features) -> bool:
         return abs(a.hours - b.hours) <= self.window_hours
@@ -295,7 +400,7 @@ class Clusterer:
             other = state.features[member]
             if frequencies.stale(other):
                 other = state.features[member] = reweigh(other, frequencies)
-            score = pair_score(features, other, tuning)
+            score = pair_score(features, other, tuning, floor)
             if score >= floor:
                 agree += 1
             else:
@@ -335,9 +440,40 @@ class Clusterer:
 
 
 def cluster_items(items: Iterable[Item], settings: ClusterSettings) -> list[Match]:
-    """Batch clustering: exactly `Clusterer.add` applied in order."""
+    """Batch clustering: exactly `Clusterer.add` applied in order, then its merges applied."""
     clusterer = Clusterer(settings)
-    return [clusterer.add(item) for item in items]
+    matches = [clusterer.add(item) for item in items]
+    return resolve_merges(matches, clusterer.take_merges())
+
+
+def resolve_merges(matches: list[Match], merges: Iterable[Merge]) -> list[Match]:
+    """`matches` with every cluster id replaced by the cluster it was finally merged into.
+
+    The founder of an absorbed cluster gets a match that names the survivor's
+    founder and the merge score, so `dedupe --explain` says why it moved.
+    """
+    final: dict[int, int] = {}
+    scores: dict[int, float] = {}
+    for merge in merges:
+        final[merge.absorbed] = merge.into
+        scores[merge.absorbed] = merge.score
+
+    def survivor(cluster_id: int) -> int:
+        while cluster_id in final:
+            cluster_id = final[cluster_id]
+        return cluster_id
+
+    resolved: list[Match] = []
+    for match in matches:
+        into = survivor(match.cluster_id)
+        if match.matched_id is None and match.entry_id in scores:
+            score = scores[match.entry_id]
+            reason = f"its cluster merged: story key words {score:.0f}% alike"
+            match = Match(match.entry_id, into, final[match.entry_id], score, reason)
+        elif into != match.cluster_id:
+            match = Match(match.entry_id, into, match.matched_id, match.score, match.reason)
+        resolved.append(match)
+    return resolved
 
 
 class PairScorer:

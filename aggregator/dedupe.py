@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aggregator.cluster import Clusterer, Item, PairScorer
+from aggregator.cluster import Clusterer, Item, PairScorer, resolve_merges
 from aggregator.config import ClusterSettings
 from aggregator.evaluate import metrics, pair_errors
 from aggregator.models import Cluster, Entry, Match
@@ -151,11 +151,12 @@ def to_items(rows: Iterable[Row]) -> list[tuple[Row, Item]]:
 
 
 def dedupe(rows: Iterable[Row], settings: ClusterSettings) -> list[Cluster]:
-    """Cluster the rows; clusters in order of their first report."""
+    """Cluster the rows; clusters in order of their first report, story merges applied."""
     clusterer = Clusterer(settings)
+    pairs = to_items(rows)
+    matches = resolve_merges([clusterer.add(item) for _, item in pairs], clusterer.take_merges())
     clusters: dict[int, Cluster] = {}
-    for row, item in to_items(rows):
-        match = clusterer.add(item)
+    for (row, item), match in zip(pairs, matches, strict=True):
         entry = Entry(
             guid=row.id,
             url=row.url or None,

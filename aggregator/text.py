@@ -25,6 +25,8 @@ from functools import lru_cache
 import snowballstemmer
 from stop_words import LANGUAGE_MAPPING, get_stop_words
 
+from aggregator.text_german import join_separable_particles
+
 DEFAULT_LANGUAGE = "en"
 
 # Every quotation mark becomes a space: „X“, »X«, "X" and ‚X‘ then tokenize alike.
@@ -35,6 +37,7 @@ _TRANSLATION = {ord(c): " " for c in _QUOTES} | {ord(c): "-" for c in _DASHES}
 # German umlauts are spelled out before accents are stripped, so "Müller" and
 # "Mueller" meet; other accents ("Erdoğan", "café") are dropped.
 _UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue"}
+_SPELLED = re.compile("ae|oe|ue")
 
 # A number keeps its inner separators ("4:2", "0,75", "50.000") as evidence:
 # different scores or rates are different events.
@@ -190,22 +193,37 @@ def stop_words(language: str) -> frozenset[str]:
     return frozenset(t for w in words for t in _TOKEN.findall(fold(w)))
 
 
-def guess_language(text: str, default: str = DEFAULT_LANGUAGE) -> str:
-    """German or English by stop-word counts; the feed's language wins when known."""
-    return _vote(text.split(), default)
+def guess_language(text: str, default: str = DEFAULT_LANGUAGE, lead: str = "") -> str:
+    """German or English by stop-word counts in `text` and `lead`.
 
-
-def _vote(words: list[str], default: str) -> str:
-    german = english = 0
-    for word in words:
-        votes = _word_votes(word)
-        german += votes[0]
-        english += votes[1]
+    The lead's counts are cached by its whole text: agency leads recur verbatim
+    under many outlets' headlines. The feed's language wins when known (the
+    caller asks only when it is not).
+    """
+    german, english = _votes(text)
+    if lead:
+        lead_german, lead_english = _lead_votes(lead)
+        german += lead_german
+        english += lead_english
     if german > english:
         return "de"
     if english > german:
         return "en"
     return default
+
+
+def _votes(text: str) -> tuple[int, int]:
+    german = english = 0
+    for word in text.split():
+        votes = _word_votes(word)
+        german += votes[0]
+        english += votes[1]
+    return german, english
+
+
+@lru_cache(maxsize=20_000)
+def _lead_votes(lead: str) -> tuple[int, int]:
+    return _votes(lead)
 
 
 @lru_cache(maxsize=400_000)
@@ -245,14 +263,36 @@ def _word_tokens(word: str) -> tuple[str, ...]:
     return tuple(_TOKEN.findall(_fold_word(word)))
 
 
-@lru_cache(maxsize=400_000)
 def _word_stems(word: str, language: str) -> tuple[str, ...]:
-    stops = stop_words(language)
-    return tuple(
-        stem(token, language)
-        for token in _word_tokens(word)
-        if token not in stops and (len(token) >= 2 or token.isdigit())
-    )
+    """Informative stems of one whitespace-separated word, memoized per language.
+
+    A plain dict per language rather than `lru_cache`: a lookup is one string
+    hash, and this runs for every word of every item. The table is emptied
+    when it outgrows `_STEM_CACHE_SIZE` (bounded memory; it refills in seconds).
+    """
+    cache = _STEM_CACHES.get(language)
+    if cache is None:
+        cache = _STEM_CACHES[language] = {}
+    stems = cache.get(word)
+    if stems is None:
+        if len(cache) >= _STEM_CACHE_SIZE:
+            cache.clear()
+        stops = stop_words(language)
+        stems = cache[word] = tuple(
+            stem(token, language)
+            for token in _word_tokens(word)
+            if token not in stops and (len(token) >= 2 or token.isdigit())
+        )
+    return stems
+
+
+_STEM_CACHES: dict[str, dict[str, tuple[str, ...]]] = {}
+_STEM_CACHE_SIZE = 400_000
+
+
+def _no_stems(word: str) -> bool:
+    """A German word that leaves no informative stem (a stop word, a single letter)."""
+    return not _word_stems(word, "de")
 
 
 def folded_words(text: str) -> str:
@@ -269,18 +309,44 @@ def tokens(text: str, language: str) -> list[str]:
     """Informative stems in order: folded, split, stop words dropped, stemmed.
 
     Hyphenated compounds are split ("Lambrecht-Rücktritt" -> lambrecht, rucktritt)
-    so they meet the spelled-apart form. Numbers are kept as tokens. Computed
-    per whitespace-separated word and cached, because words repeat across items.
+    so they meet the spelled-apart form. German separable verbs are joined
+    again ("tritt zurück" -> zurucktritt, see `text_german`). Numbers are kept
+    as tokens. Stems are cached per whitespace-separated word, because words
+    repeat across items.
     """
-    return [stem for word in text.split() for stem in _word_stems(word, language)]
+    cache = _STEM_CACHES.get(language, {})
+    found: list[str] = []
+    words = join_separable_particles(text, _no_stems) if language == "de" else text.split()
+    for word in words:
+        stems = cache.get(word)
+        found.extend(_word_stems(word, language) if stems is None else stems)
+    return found
 
 
 def is_clickbait(title: str) -> bool:
-    """True for headlines that withhold the event ("Das steckt dahinter!")."""
+    """True for headlines that withhold the event ("Das steckt dahinter!").
+
+    A casefolded search for one word of each phrase rules out nearly every
+    headline before the full folding runs.
+    """
+    if _CLICKBAIT_HINT.search(unicodedata.normalize("NFKC", title).casefold()) is None:
+        return False
     return _CLICKBAIT.search(folded_words(title)) is not None
 
 
 _CLICKBAIT = re.compile("|".join(re.escape(phrase) for phrase in CLICKBAIT_PHRASES))
+# One word of every phrase that needs no folding beyond NFKC and casefold (no
+# spelled-out umlaut), so a headline with none of them cannot match a phrase.
+_CLICKBAIT_HINT = re.compile(
+    "|".join(
+        sorted(
+            {
+                max((w for w in phrase.split() if w.isalpha() and not _SPELLED.search(w)), key=len)
+                for phrase in CLICKBAIT_PHRASES
+            }
+        )
+    )
+)
 
 
 @lru_cache(maxsize=50_000)
@@ -355,16 +421,8 @@ class BoilerplateModel:
 
     def strip(self, outlet: str, title: str) -> str:
         """The title without generic kickers, ticker marks and the outlet's learned segments."""
-        text = unicodedata.normalize("NFKC", title)
-        if any(hint in text for hint in _TICKER_HINTS):
-            # "+++ Liveblog +++ Headline": ticker marks delimit a segment like a colon.
-            text = _TICKER_MARKS.sub(": ", text)
-        if "(" in text or "[" in text:
-            text = _PAREN_TAG.sub(" ", text)
-        text = " ".join(text.split())
-        if text.endswith(("...", "…")):
-            text = _TRAILING_ELLIPSIS.sub("", text)
-        text = text.strip(" :")
+        text = _clean_title(title)
+        cleaned = text
         for _ in range(3):  # "Video: Eil: Headline - site.de" has nested layers
             before = text
             prefix = _prefix(text)
@@ -380,8 +438,24 @@ class BoilerplateModel:
             text = text.strip(" -|:·")
             if text == before:
                 break
+        if text == cleaned and text:
+            return text
         # Never strip a title to nothing: then the segment *was* the title.
         return text if any(_word_stems(w, DEFAULT_LANGUAGE) for w in text.split()) else title
+
+
+def _clean_title(title: str) -> str:
+    """NFKC, ticker marks as segment separators, tags such as "(Video)" and "..." dropped."""
+    text = unicodedata.normalize("NFKC", title)
+    if any(hint in text for hint in _TICKER_HINTS):
+        # "+++ Liveblog +++ Headline": ticker marks delimit a segment like a colon.
+        text = _TICKER_MARKS.sub(": ", text)
+    if "(" in text or "[" in text:
+        text = _PAREN_TAG.sub(" ", text)
+    text = " ".join(text.split())
+    if text.endswith(("...", "…")):
+        text = _TRAILING_ELLIPSIS.sub("", text)
+    return text.strip(" :")
 
 
 def _prefix(text: str) -> tuple[str, str] | None:

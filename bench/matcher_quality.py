@@ -17,6 +17,7 @@ and the matcher's throughput in entries/s on UCI dev+test.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -52,6 +53,15 @@ def replace_section(path: Path, heading: str, command: str, body: str) -> None:
         sections.append(new)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+
+
+def load_note(before: float) -> str:
+    """How busy the machine was: figures taken under load are lower bounds."""
+    after = os.getloadavg()[0]
+    return (
+        f"- load average (1 min) at start / end: {before:.2f} / {after:.2f} "
+        f"on {os.cpu_count()} cores"
+    )
 
 
 def gold(rows: Sequence[Row]) -> dict[str, Hashable]:
@@ -134,6 +144,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     lines = [
         "| set | method | B3 P | B3 R | B3 F1 | pair F1 | note |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- |",
@@ -161,6 +172,8 @@ def main() -> None:
             f"{rate:,.0f} entries/s"
         )
         print(lines[-1])
+    lines.append(load_note(load))
+    print(lines[-1])
     command = " ".join(["python", "bench/matcher_quality.py", *sys.argv[1:]])
     replace_section(args.docs, "Matcher quality", command, "\n".join(lines))
 

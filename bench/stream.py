@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import sys
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from matcher_quality import all_pairs_single_link_clusters, replace_section
+from matcher_quality import all_pairs_single_link_clusters, load_note, replace_section
 
 from aggregator.cluster import Item, cluster_items
 from aggregator.config import ClusterSettings
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     settings = ClusterSettings.model_validate({"granularity": args.granularity})
+    load = os.getloadavg()[0]
     items = generate(args.data, args.entries)
     dense = densest_window(items, settings.window_delta)
     lines = [
@@ -203,6 +205,7 @@ def main() -> None:
         f"- time({len(items):,}) / time({len(half):,}): {times[len(items)] / times[len(half)]:.2f}",
         f"- peak RSS (whole bench process, stream included): {rss:,.0f} MB",
         f"- matcher vs naive all-pairs at {len(few):,} rows: {naive / matcher_small:.1f}x faster",
+        load_note(load),
     ]
     report = "\n".join(lines)
     print(report)

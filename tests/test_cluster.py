@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.cluster import Clusterer, Item, PairScorer, cluster_items
+from aggregator.cluster import Clusterer, Item, Merge, PairScorer, cluster_items, resolve_merges
 from aggregator.config import ClusterSettings
 from aggregator.dedupe import load_rows, to_items
+from aggregator.models import Match
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dedupe" / "hard_cases.jsonl"
 T0 = datetime(2024, 3, 1, 8, tzinfo=UTC)
@@ -50,8 +51,15 @@ def test_same_outlet_update_with_new_url_joins() -> None:
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [("b1", "b2"), ("p1", "p2"), ("p2", "p3"), ("r1", "r2"), ("r1", "r3")],
-    ids=["two-matchdays", "same-politician", "same-politician-2", "plan-vs-resignation", "plan-2"],
+    [("b1", "b2"), ("p1", "p2"), ("p2", "p3"), ("r1", "r2"), ("r1", "r3"), ("s1", "s2")],
+    ids=[
+        "two-matchdays",
+        "same-politician",
+        "same-politician-2",
+        "plan-vs-resignation",
+        "plan-2",
+        "denial-vs-resignation",
+    ],
 )
 def test_hard_negatives_stay_apart(a: str, b: str) -> None:
     cluster = clusters_by_guid()
@@ -199,3 +207,66 @@ def test_big_cluster_is_scored_on_a_bounded_sample() -> None:
     assert clusterer.tuning.sample_size < 30
     late = [m for m in matches[clusterer.tuning.sample_size + 1 :] if m.matched_id is not None]
     assert late and all(f"/{clusterer.tuning.sample_size} sampled" in m.reason for m in late)
+
+
+def test_separable_particle_alone_is_no_shared_evidence() -> None:
+    # "Kessler weist Kritik ... zurück" and "Kessler tritt zurück": the name and
+    # a bare "zurück" were all they shared, and it used to be enough to merge.
+    items, _, by_guid = fixture_items()
+    score = PairScorer(items, settings())(by_guid["s1"], by_guid["s2"]).score
+    assert score < Clusterer(settings()).threshold
+
+
+def story_items() -> list[Item]:
+    titles = [
+        "Comcast agrees to buy Time Warner Cable",
+        "Senators question cable merger",
+        "Comcast Time Warner Cable merger draws questions from senators",
+        "Apple releases new iPhone update",
+        "Senators to hold hearing on Comcast deal",
+    ]
+    return [Item(i, f"o{i}", t, "", T0 + timedelta(hours=i)) for i, t in enumerate(titles)]
+
+
+def test_story_clusters_founded_in_parallel_merge_into_the_older() -> None:
+    items = story_items()
+    clusterer = Clusterer(settings(granularity="story"))
+    issued = [clusterer.add(item) for item in items]
+    # Item 1 founded a cluster of its own; item 2 joined it and brought it close
+    # enough to cluster 0 that the two merged, and its match names the survivor.
+    assert issued[1].cluster_id == 1
+    assert issued[2].cluster_id == 0
+    merges = clusterer.take_merges()
+    assert [(m.absorbed, m.into) for m in merges] == [(1, 0)]
+    assert merges[0].score >= clusterer.tuning.merge_threshold  # type: ignore[operator]
+    assert clusterer.take_merges() == []
+    resolved = resolve_merges(issued, merges)
+    assert [m.cluster_id for m in resolved] == [0, 0, 0, 3, 0]
+    assert resolved[1].matched_id == 0 and "merged" in resolved[1].reason
+    assert resolved == cluster_items(items, settings(granularity="story"))
+
+
+def test_merging_needs_more_than_joining() -> None:
+    tuning = Clusterer(settings(granularity="story")).tuning
+    assert tuning.merge_threshold is not None
+    assert tuning.merge_threshold > Clusterer(settings(granularity="story")).threshold
+    # Event granularity never merges: an issued event cluster keeps its entries.
+    assert Clusterer(settings()).tuning.merge_threshold is None
+
+
+def test_story_priming_from_resolved_matches_equals_one_run() -> None:
+    items = story_items()
+    config = settings(granularity="story")
+    batch = cluster_items(items, config)
+    primed = Clusterer(config)
+    for item, match in zip(items[:3], batch[:3], strict=True):
+        primed.prime(item, match)
+    later = resolve_merges([primed.add(item) for item in items[3:]], primed.take_merges())
+    assert later == batch[3:]
+
+
+def test_resolve_merges_follows_chains() -> None:
+    matches = [Match(i, i, None, 100.0, "new cluster") for i in range(3)]
+    resolved = resolve_merges(matches, [Merge(2, 1, 30.0), Merge(1, 0, 40.0)])
+    assert [m.cluster_id for m in resolved] == [0, 0, 0]
+    assert [m.matched_id for m in resolved] == [None, 0, 1]

@@ -98,3 +98,24 @@ def test_gold_requires_labels(tmp_path: Path) -> None:
     rows = load_rows(path)
     with pytest.raises(DedupeInputError, match="no 'story' label"):
         gold_report(rows, dedupe(rows, ClusterSettings()))
+
+
+def test_story_merges_regroup_earlier_entries_and_are_explained(tmp_path: Path) -> None:
+    titles = [
+        "Comcast agrees to buy Time Warner Cable",
+        "Senators question cable merger",
+        "Comcast Time Warner Cable merger draws questions from senators",
+        "Apple releases new iPhone update",
+    ]
+    path = tmp_path / "story.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"n{i}", "title": t, "published": f"2024-03-01T0{i}:00:00Z"}) + "\n"
+            for i, t in enumerate(titles)
+        ),
+        encoding="utf-8",
+    )
+    clusters = dedupe(load_rows(path), ClusterSettings.model_validate({"granularity": "story"}))
+    assert [[e.guid for e in c.entries] for c in clusters] == [["n0", "n1", "n2"], ["n3"]]
+    assert "n1\tcluster 0\tmatched n0 score" in explain(clusters)
+    assert "its cluster merged" in explain(clusters)

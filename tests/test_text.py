@@ -105,3 +105,32 @@ def test_segment_memory_is_bounded_and_boilerplate_survives_pruning() -> None:
     assert model.strip("Nordblatt", "Thema7: Neuer Bürgermeister - Das Nordportal") == (
         "Thema7: Neuer Bürgermeister"
     )
+
+
+def test_separable_verb_particle_joins_its_verb() -> None:
+    # "weist ... zurück" (denies) and "tritt zurück" (resigns) share no verb token,
+    # and no bare "zurück" is left to look like shared evidence.
+    denial = text.tokens("Kessler weist Kritik an der Sperre zurück", "de")
+    resignation = text.tokens("Kessler tritt zurück", "de")
+    assert set(denial) & set(resignation) == {"kessl"}
+    assert text.stem("zuruck", "de") not in denial + resignation
+    # The particle of each clause goes to that clause's verb.
+    assert text.tokens("Truss tritt zurück – Pfund legt zu", "de") == text.tokens(
+        "Truss zurücktritt – Pfund zulegt", "de"
+    )
+
+
+def test_particle_without_a_recognizable_verb_is_dropped() -> None:
+    # A headline rebuilt from a URL slug has no capitals to tell the verb apart.
+    assert text.tokens("kessler tritt zurück", "de") == text.tokens("kessler tritt", "de")
+    # A particle that does not end its clause is a preposition or adverb: kept.
+    assert text.stem("zuruck", "de") in text.tokens("Bayern ist zurück an der Spitze", "de")
+    # English text is not touched.
+    assert text.tokens("Kessler steps down", "en") == ["kessler", "step"]
+
+
+def test_clickbait_prefilter_agrees_with_full_check() -> None:
+    for title in ("Das müssen Sie wissen", "DAS STECKT DAHINTER!", "Sturm über Hamburg", "Why"):
+        assert text.is_clickbait(title) == (
+            text._CLICKBAIT.search(text.folded_words(title)) is not None
+        )
