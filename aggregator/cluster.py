@@ -221,6 +221,11 @@ class Merge:
     into: int
     score: float
 
+    @property
+    def reason(self) -> str:
+        """How the absorbed cluster's founder explains where it went."""
+        return f"its cluster merged: story key words {self.score:.0f}% alike"
+
 
 @dataclass(frozen=True)
 class _Verdict:
@@ -453,10 +458,10 @@ def resolve_merges(matches: list[Match], merges: Iterable[Merge]) -> list[Match]
     founder and the merge score, so `dedupe --explain` says why it moved.
     """
     final: dict[int, int] = {}
-    scores: dict[int, float] = {}
+    absorbed: dict[int, Merge] = {}
     for merge in merges:
         final[merge.absorbed] = merge.into
-        scores[merge.absorbed] = merge.score
+        absorbed[merge.absorbed] = merge
 
     def survivor(cluster_id: int) -> int:
         while cluster_id in final:
@@ -466,10 +471,9 @@ def resolve_merges(matches: list[Match], merges: Iterable[Merge]) -> list[Match]
     resolved: list[Match] = []
     for match in matches:
         into = survivor(match.cluster_id)
-        if match.matched_id is None and match.entry_id in scores:
-            score = scores[match.entry_id]
-            reason = f"its cluster merged: story key words {score:.0f}% alike"
-            match = Match(match.entry_id, into, final[match.entry_id], score, reason)
+        if match.matched_id is None and match.entry_id in absorbed:
+            merge = absorbed[match.entry_id]
+            match = Match(match.entry_id, into, merge.into, merge.score, merge.reason)
         elif into != match.cluster_id:
             match = Match(match.entry_id, into, match.matched_id, match.score, match.reason)
         resolved.append(match)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator import deliver
-from aggregator.cluster import Clusterer, Item
+from aggregator.cluster import Clusterer, Item, resolve_merges
 from aggregator.config import DigestSettings, Settings
 from aggregator.digest import build_digest
 from aggregator.digest.render import render
@@ -297,7 +297,9 @@ class Pipeline:
             clusterer.prime(to_item(entry), match)
         assigned = 0
         while page:
-            self.store.save_matches([clusterer.add(to_item(entry)) for entry in page])
+            batch = [clusterer.add(to_item(entry)) for entry in page]
+            merges = clusterer.take_merges()
+            self.store.save_matches(resolve_merges(batch, merges), merges)
             assigned += len(page)
             page = self.store.unclustered(limit=CLUSTER_BATCH)
         # Editors' splits and merges overrule the matcher, also after a recluster.

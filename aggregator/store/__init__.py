@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Connection,
@@ -43,6 +43,19 @@ __all__ = ["Busy", "FeedStatusRow", "SaveResult", "Store"]
 class SaveResult:
     new: int
     updated: int
+
+
+class Merged(Protocol):
+    """A merge of two clusters as the matcher reports it (`aggregator.cluster.Merge`)."""
+
+    @property
+    def absorbed(self) -> int: ...
+    @property
+    def into(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def reason(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -453,10 +466,14 @@ class Store:
         with self._tx() as conn:
             return [(_entry(row), _match(row)) for row in conn.execute(query).mappings()]
 
-    def save_matches(self, matches: Iterable[Match]) -> int:
-        """Record cluster assignments and refresh the touched clusters' figures, atomically."""
+    def save_matches(self, matches: Iterable[Match], merges: Sequence[Merged] = ()) -> int:
+        """Record cluster assignments and merges, and refresh the touched clusters, atomically.
+
+        `matches` already name the surviving clusters; `merges` (in the order
+        they were decided) move the entries stored earlier in absorbed clusters.
+        """
         batch = list(matches)
-        if not batch:
+        if not batch and not merges:
             return 0
         with self._tx() as conn:
             founders = [
@@ -472,6 +489,25 @@ class Store:
             ]
             if founders:
                 conn.execute(clusters.insert(), founders)
+            for merge in merges:
+                conn.execute(
+                    update(entries)
+                    .where(entries.c.cluster_id == merge.absorbed)
+                    .values(cluster_id=merge.into)
+                )
+                conn.execute(
+                    update(entries)
+                    .where(entries.c.id == merge.absorbed, entries.c.matched_id.is_(None))
+                    .values(
+                        matched_id=merge.into,
+                        match_score=merge.score,
+                        match_reason=merge.reason,
+                    )
+                )
+                conn.execute(clusters.delete().where(clusters.c.id == merge.absorbed))
+            if not batch:
+                self._refresh_clusters(conn, {m.into for m in merges})
+                return 0
             conn.execute(
                 _ASSIGN_ENTRY,
                 [
@@ -485,7 +521,7 @@ class Store:
                     for m in batch
                 ],
             )
-            self._refresh_clusters(conn, {m.cluster_id for m in batch})
+            self._refresh_clusters(conn, {m.cluster_id for m in batch} | {m.into for m in merges})
         return len(batch)
 
     def _refresh_clusters(self, conn: Connection, cluster_ids: set[int]) -> None:
