@@ -32,7 +32,7 @@ _ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 # Markdown syntax that could start a link, image, HTML tag, code span or emphasis.
 # `(` and `!` only matter next to `]` / `[`, which are escaped.
-_MD_BACKSLASH = re.compile(r"([\\`*_\[\]#|~])")
+_MD_BACKSLASH = re.compile(r"([\\`*_\[\]#|~>])")
 _MD_ENTITY_LIKE = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
 # Reserved URL characters kept as they are; everything else (spaces, quotes,
 # parentheses, angle brackets, non-ASCII) is percent-encoded.
@@ -57,9 +57,13 @@ def web_url(url: str | None) -> str | None:
 
 
 def markdown_escape(text: str) -> str:
-    """Feed text as Markdown that renders as exactly that text, never as markup."""
+    """Feed text as Markdown that renders as exactly that text, never as markup.
+
+    "<" becomes an entity so no renderer sees a tag; ">" only needs a backslash
+    (it matters at a line start), which keeps "->" in the raw file readable.
+    """
     text = _MD_ENTITY_LIKE.sub("&amp;", text)
-    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("<", "&lt;")
     return _MD_BACKSLASH.sub(r"\\\1", text)
 
 
