@@ -14,6 +14,7 @@ from mailsetup import END, NOW, START, fill, settings, subscribe
 from smtpserver import DROP, SmtpServer
 
 from aggregator.config import ConfigError, Settings, load
+from aggregator.mail import service
 from aggregator.mail.sender import Sender, SmtpConfigError
 from aggregator.mail.service import send_due, send_retries
 from aggregator.store import Store
@@ -196,3 +197,21 @@ def test_config_refuses_a_from_without_an_address(tmp_path: Path) -> None:
     config.write_text('[smtp]\nfrom = "Nachrichten"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"smtp\.from: 'Nachrichten' is not an email address"):
         load(config)
+
+
+def test_a_period_everybody_has_is_not_built_again(
+    smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run --once asks for the latest period on every run: once everybody is
+    # decided, no stories are loaded for it.
+    world = World(tmp_path, smtp.port)
+    subscribe(world.store, "reader@example.org")
+    assert world.send().sent == 1
+    built: list[object] = []
+    original = service.mailing
+    monkeypatch.setattr(service, "mailing", lambda *a, **k: built.append(a) or original(*a, **k))
+    assert world.send(now=NOW + timedelta(hours=1)).already == 1
+    assert built == []
+    subscribe(world.store, "late@example.org")
+    assert world.send(now=NOW + timedelta(hours=2)).sent == 1
+    assert len(built) == 1

@@ -14,6 +14,7 @@ same Message-ID, which lets receiving systems drop it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -177,7 +178,9 @@ def send_due(
     alone, those queued (a crash) are sent now, retries go when they are due.
     """
     mail = MailStore(store)
-    period = mailing(store, settings, digest, start, end, now)
+    # Built only when someone is still to be decided or sent: `run --once` asks
+    # for the latest period on every run, and usually everybody has it already.
+    period = functools.cache(lambda: mailing(store, settings, digest, start, end, now))
     domain = sender_domain(settings.smtp)
     plan = mail.plan(
         digest.name,
@@ -185,7 +188,7 @@ def send_due(
         end,
         now,
         message_id=lambda s: message_id(digest.name, start, end, s.email, domain),
-        wanted=lambda s: story_count(period, s) > 0,
+        wanted=lambda s: story_count(period(), s) > 0,
     )
     summary = SendSummary(
         digest.name, start, end, queued=plan.queued, skipped=plan.skipped, already=plan.existing
@@ -193,7 +196,7 @@ def send_due(
     pending = mail.pending(now, digest.name, (start, end))
     if pending:
         with Sender(settings.smtp, environ) as sender:
-            _Run(mail, settings, sender, now).deliver(period, pending, summary)
+            _Run(mail, settings, sender, now).deliver(period(), pending, summary)
     return summary
 
 
