@@ -19,6 +19,7 @@ from functools import lru_cache
 from rapidfuzz import fuzz
 
 from aggregator import text
+from aggregator.models import Entry
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,21 @@ class Item:
     published: datetime
     canonical_url: str | None = None
     language: str | None = None
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> Item:
+        """The matcher's view of an entry; the entry needs its id (stored, or numbered)."""
+        if entry.id is None:
+            raise ValueError("only entries with an id can be clustered")
+        return cls(
+            id=entry.id,
+            outlet=entry.outlet,
+            title=entry.title,
+            summary=entry.summary,
+            published=entry.published,
+            canonical_url=entry.canonical_url,
+            language=entry.language,
+        )
 
 
 @dataclass(frozen=True)

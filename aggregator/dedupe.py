@@ -130,48 +130,45 @@ def load_rows(path: Path) -> list[Row]:
     return rows
 
 
-def to_items(rows: Iterable[Row]) -> list[tuple[Row, Item]]:
-    """Rows as matcher items, sorted by publication, with ids 0..n-1 in that order."""
+def to_entries(rows: Iterable[Row]) -> list[tuple[Row, Entry]]:
+    """Rows as entries sorted by publication, with ids 0..n-1 in that order."""
     ordered = sorted(enumerate(rows), key=lambda pair: (pair[1].published, pair[0]))
     return [
         (
             row,
-            Item(
-                id=number,
-                outlet=row.outlet,
+            Entry(
+                guid=row.id,
+                url=row.url or None,
+                canonical_url=row.url or None,
                 title=row.title,
                 summary=row.summary,
                 published=row.published,
-                canonical_url=row.url or None,
                 language=row.language,
+                outlet=row.outlet,
+                id=number,
             ),
         )
         for number, (_, row) in enumerate(ordered)
     ]
 
 
+def to_items(rows: Iterable[Row]) -> list[tuple[Row, Item]]:
+    """Rows as matcher items, sorted by publication, with ids 0..n-1 in that order."""
+    return [(row, Item.from_entry(entry)) for row, entry in to_entries(rows)]
+
+
 def dedupe(rows: Iterable[Row], settings: ClusterSettings) -> list[Cluster]:
     """Cluster the rows; clusters in order of their first report, story merges applied."""
     clusterer = Clusterer(settings)
-    pairs = to_items(rows)
-    matches = resolve_merges([clusterer.add(item) for _, item in pairs], clusterer.take_merges())
+    entries = [entry for _, entry in to_entries(rows)]
+    issued = [clusterer.add(Item.from_entry(entry)) for entry in entries]
+    matches = resolve_merges(issued, clusterer.take_merges())
     clusters: dict[int, Cluster] = {}
-    for (row, item), match in zip(pairs, matches, strict=True):
-        entry = Entry(
-            guid=row.id,
-            url=row.url or None,
-            canonical_url=item.canonical_url,
-            title=row.title,
-            summary=row.summary,
-            published=row.published,
-            language=row.language,
-            outlet=row.outlet,
-            id=item.id,
-            cluster_id=match.cluster_id,
-        )
+    for entry, match in zip(entries, matches, strict=True):
+        entry.cluster_id = match.cluster_id
         cluster = clusters.setdefault(match.cluster_id, Cluster(id=match.cluster_id))
         cluster.entries.append(entry)
-        cluster.matches[item.id] = match
+        cluster.matches[match.entry_id] = match
     return list(clusters.values())
 
 

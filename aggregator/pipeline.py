@@ -30,7 +30,7 @@ from aggregator.digest import build_digest
 from aggregator.digest.render import render
 from aggregator.fetch import apply_result, fetch_many
 from aggregator.mail.service import SendSummary, send_due, send_retries
-from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
+from aggregator.models import Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
 from aggregator.parse import ParseError, parse_feed
 from aggregator.store import SaveResult, Store
 from aggregator.store.dashboard import apply_corrections
@@ -98,20 +98,6 @@ class DigestRun:
     end: datetime
     files: list[Path]
     clusters: int
-
-
-def to_item(entry: Entry) -> Item:
-    if entry.id is None:
-        raise ValueError("only stored entries can be clustered")
-    return Item(
-        id=entry.id,
-        outlet=entry.outlet,
-        title=entry.title,
-        summary=entry.summary,
-        published=entry.published,
-        canonical_url=entry.canonical_url,
-        language=entry.language,
-    )
 
 
 def latest_fire(digest: DigestSettings, now: datetime) -> datetime:
@@ -294,10 +280,10 @@ class Pipeline:
         clusterer = Clusterer(self.settings.cluster)
         since = page[0].published - self.settings.cluster.window_delta
         for entry, match in self.store.clustered_since(since):
-            clusterer.prime(to_item(entry), match)
+            clusterer.prime(Item.from_entry(entry), match)
         assigned = 0
         while page:
-            batch = [clusterer.add(to_item(entry)) for entry in page]
+            batch = [clusterer.add(Item.from_entry(entry)) for entry in page]
             merges = clusterer.take_merges()
             self.store.save_matches(resolve_merges(batch, merges), merges)
             assigned += len(page)
