@@ -21,6 +21,7 @@ from aggregator.cluster import Clusterer, Item, PairScorer, resolve_merges
 from aggregator.config import ClusterSettings
 from aggregator.evaluate import metrics, pair_errors
 from aggregator.models import Cluster, Entry, Match
+from aggregator.parse.urls import canonical_url
 
 FIELDS = ("id", "title", "summary", "url", "outlet", "published")
 REQUIRED = ("id", "title", "published")
@@ -139,7 +140,8 @@ def to_entries(rows: Iterable[Row]) -> list[tuple[Row, Entry]]:
             Entry(
                 guid=row.id,
                 url=row.url or None,
-                canonical_url=row.url or None,
+                # As the parse stage does: tracking parameters and host case say nothing.
+                canonical_url=canonical_url(row.url) if row.url else None,
                 title=row.title,
                 summary=row.summary,
                 published=row.published,

@@ -119,3 +119,22 @@ def test_story_merges_regroup_earlier_entries_and_are_explained(tmp_path: Path) 
     assert [[e.guid for e in c.entries] for c in clusters] == [["n0", "n1", "n2"], ["n3"]]
     assert "n1\tcluster 0\tmatched n0 score" in explain(clusters)
     assert "its cluster merged" in explain(clusters)
+
+
+def test_the_same_article_under_tracking_parameters_is_one_story(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    rows = [
+        {
+            "id": "a",
+            "title": "Bahn erhöht die Preise",
+            "url": "https://www.Example.de/bahn?utm_source=rss",
+        },
+        {"id": "b", "title": "Wetter: Sturm zieht auf", "url": "https://www.example.de/bahn#top"},
+    ]
+    path.write_text(
+        "".join(json.dumps(row | {"published": "2024-03-01T08:00:00Z"}) + "\n" for row in rows),
+        encoding="utf-8",
+    )
+    clusters = dedupe(load_rows(path), ClusterSettings())
+    assert len(clusters) == 1
+    assert any("same canonical URL" in m.reason for m in clusters[0].matches.values())
