@@ -13,9 +13,11 @@ follows its `Header:` comment lines where feedparser's suite defines one
 (status, Location, Content-Type, ETag, ...); otherwise the content type follows
 the extension, and .gz/.z files are sent as gzip/deflate Content-Encoding.
 
-Reports how many documents were stored, refused (with reason counts), answered
-304, crashed (an exception that is not a per-feed failure: must be 0) and hung
-(fetch + parse + store over the per-document bound: must be 0), and the time.
+Reports how many documents were stored (and how many of those the lxml fast
+path of `aggregator.parse.fast` read, the rest going to feedparser), refused
+(with reason counts), answered 304, crashed (an exception that is not a
+per-feed failure: must be 0) and hung (fetch + parse + store over the
+per-document bound: must be 0), and the time.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from aggregator.fetch import apply_result, fetch_feed
 from aggregator.fetch.client import make_client
 from aggregator.models import FetchStatus, Outlet
 from aggregator.parse import ParseError, parse_feed
+from aggregator.parse.feeds import parse_xml
+from aggregator.parse.normalize import FeedContext
 from aggregator.store import Store
 
 CORPORA = ("feedparser-tests", "realworld")
@@ -69,6 +73,7 @@ class Response:
 @dataclass
 class Tally:
     stored: int = 0
+    fast_path: int = 0
     entries: int = 0
     not_modified: int = 0
     refused: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -205,8 +210,19 @@ async def one(
     elif parsed is not None:
         tally.stored += 1
         tally.entries += saved.new
+        tally.fast_path += takes_fast_path(result.content or b"", result.content_type, url, now)
     else:
         tally.refused[reason_class(result.error or result.status.value)] += 1
+
+
+def takes_fast_path(content: bytes, content_type: str | None, url: str, now: datetime) -> bool:
+    """Whether the fast path reads this document (parse_feed used it if so)."""
+    ctx = FeedContext(url=url, outlet="corpus", outlet_language=None, now=now)
+    try:
+        parse_xml(content, content_type, ctx, reader="fast")
+    except ParseError:  # FastPathDeclined, or JSON
+        return False
+    return True
 
 
 def main() -> int:
@@ -235,6 +251,7 @@ def main() -> int:
     refused = sum(tally.refused.values())
     print(f"documents: {len(files)} ({', '.join(CORPORA)})")
     print(f"stored:    {tally.stored} ({tally.entries} entries)")
+    print(f"  fast path: {tally.fast_path}, feedparser: {tally.stored - tally.fast_path}")
     print(f"304:       {tally.not_modified}")
     print(f"refused:   {refused}")
     for reason, count in tally.refused.most_common(args.top):

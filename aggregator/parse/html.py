@@ -47,6 +47,9 @@ _CONTROLS = dict.fromkeys(
     [*range(0x00, 0x09), *range(0x0E, 0x1C), 0x7F, *range(0xD800, 0xE000), 0xFFFE, 0xFFFF]
 )
 _TRANSLATE = {**_C1_TO_CP1252, **_INVISIBLE, **_CONTROLS}
+# A dict-driven str.translate costs more than the rest of clean_text on ordinary
+# text; this finds the (rare) text that needs it.
+_TRANSLATED = re.compile("[" + "".join(re.escape(chr(code)) for code in sorted(_TRANSLATE)) + "]")
 
 _SENTENCE_END = re.compile(r"(?:(?<!\b\d)(?<!\b\d\d)\.|[!?…])(?=\s+\W*[A-ZÄÖÜ0-9]|\s*$)")
 
@@ -88,7 +91,9 @@ def strip_controls(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """Fold whitespace to single spaces, repair cp1252-as-latin-1, NFC-normalize."""
-    return unicodedata.normalize("NFC", " ".join(text.translate(_TRANSLATE).split()))
+    if _TRANSLATED.search(text):
+        text = text.translate(_TRANSLATE)
+    return unicodedata.normalize("NFC", " ".join(text.split()))
 
 
 def html_to_text(markup: str, limit: int | None = None) -> str:

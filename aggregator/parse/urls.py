@@ -66,6 +66,7 @@ def _netloc(parts: SplitResult) -> str:
     return f"{userinfo}{at}{host}"
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EDGES = re.compile(r"^[\s\x00-\x20]+|[\s\x00-\x20]+$")
 
 
@@ -87,7 +88,8 @@ def canonical_url(url: str) -> str:
         return url
     scheme = parts.scheme.lower()
     path = parts.path or ("/" if scheme in DEFAULT_PORTS and netloc else "")
-    return urlunsplit((scheme, netloc, path, _strip_tracking(parts.query), ""))
+    # Dropping the fragment or a tracking parameter can bare whitespace ("0 #").
+    return _EDGES.sub("", urlunsplit((scheme, netloc, path, _strip_tracking(parts.query), "")))
 
 
 def http_url(link: str | None, base: str | None = None) -> str | None:
@@ -99,7 +101,7 @@ def http_url(link: str | None, base: str | None = None) -> str | None:
     if not link:
         return None
     link = link.strip()
-    if any((ord(char) < 0x20 and char not in "\t\n\r") or char == "\x7f" for char in link):
+    if _CONTROL_CHARACTER.search(link):
         return None  # NUL, ESC...: no real URL has them (urlsplit drops tabs and newlines)
     try:
         absolute = urljoin(base, link) if base else link
