@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.testclient import TestClient
 from webapp import PASSWORD, app_for, csrf_of, log_in
-from webdata import NOW
+from webdata import NOW, clustered
 
 from aggregator.store.dashboard import DashboardStore
 from aggregator.web import auth
@@ -123,6 +124,21 @@ def test_pages_escape_feed_text_and_send_csp(client: TestClient) -> None:
     assert "&lt;script&gt;alert" in client.get("/").text
     cookie = client.cookies.jar
     assert any(c.name == "aggregator_session" for c in cookie)
+
+
+def test_wide_story_shows_first_and_latest_outlets(client: TestClient) -> None:
+    store = client.app.state.store  # type: ignore[attr-defined]
+    wide = [(f"outlet-{n:02d}.de", 600 - n * 10) for n in range(20)]  # in order of reporting
+    [ids] = clustered(store, [wide])
+    assert log_in(client) == 303
+    page = client.get("/fragments/now").text
+    story = page[page.index(f'data-story="{ids[0]}"') :].split('<li class="story"', 1)[0]
+    chips = re.findall(r'data-outlet="([^"]+)"', story)
+    names = [name for name, _ in wide]
+    assert chips == names[:6] + names[-9:]  # who was first, and who joined lately
+    assert "+5 more" in story
+    assert f'data-outlets="{"|".join(names)}"' in story  # all of them, for the live highlight
+    assert story.count("<time") == 20  # every entry in the list
 
 
 def test_session_cookie_flags(tmp_path: Path, database_url: str) -> None:

@@ -105,10 +105,19 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Pipeline, FeedServer]]:
         store.close()
 
 
-def _publish(feeds: FeedServer) -> None:
+# zeit.de joins the Bundesbank story (tagesschau.de and spiegel.de) in a later fetch.
+JOINER = (
+    "zeit.de",
+    "Wachstumsprognose für 2026: Bundesbank senkt deutlich",
+    "Die Bundesbank hat ihre Wachstumsprognose für 2026 deutlich gesenkt.",
+    20,
+)
+
+
+def _publish(feeds: FeedServer, rows: list[tuple[str, str, str, int]] = ALL) -> None:
     now = datetime.now(UTC)
-    for name in sorted({row[0] for row in ALL}):
-        items = [(t, lead, now - timedelta(minutes=m)) for o, t, lead, m in ALL if o == name]
+    for name in sorted({row[0] for row in rows}):
+        items = [(t, lead, now - timedelta(minutes=m)) for o, t, lead, m in rows if o == name]
         feeds.add(f"/{name}.xml", _rss(HOSTILE_TITLE if name == "news.de" else name, items))
 
 
@@ -152,6 +161,14 @@ def test_editor_workflow(site: tuple[str, Pipeline, FeedServer]) -> None:
         first.wait_for(timeout=10_000)
         assert "Landtagswahl in Sachsen" in page.inner_text(".story >> nth=0")
         page.screenshot(path=ARTIFACTS / "now.png", full_page=True)
+
+        # Another outlet joins a story: the story and the outlet light up, no reload.
+        _publish(feeds, [*ALL, JOINER])
+        _fetch(pipeline)
+        page.locator('.story.is-new .chip.is-new[data-outlet="zeit.de"]').wait_for(timeout=10_000)
+        joined = page.locator(".story", has=page.locator('.chip.is-new[data-outlet="zeit.de"]'))
+        assert "Bundesbank" in joined.inner_text()
+        page.screenshot(path=ARTIFACTS / "now-joined.png", full_page=True)
 
         # The story page explains each member; split one out.
         page.click("text=Landtagswahl in Sachsen: CDU knapp vor AfD")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta
 
-from webdata import NOW, seeded
+import pytest
+from sqlalchemy import event
+from webdata import NOW, clustered, seeded
 
+from aggregator.cluster import Merge
 from aggregator.config import Settings
 from aggregator.dedupe import dedupe, gold_report, load_rows
 from aggregator.pipeline import Pipeline
+from aggregator.store import Store
+from aggregator.store import dashboard as dashboard_module
 from aggregator.store.dashboard import MERGE, SPLIT, DashboardStore, apply_corrections
 
 DAY = NOW - timedelta(hours=24)
@@ -45,6 +51,107 @@ def test_gaps_oldest_first_and_scoops(database_url: str) -> None:
         ids["scoop"][0],
     ]
     assert data.gaps([], DAY, 1, 10) == []
+
+
+OUTLETS = ["home.de", "a.de", "b.de", "c.de", "d.de", "e.de", "f.de", "g.de"]
+
+
+def _wide_stories(count: int) -> list[list[tuple[str, int]]]:
+    """Stories starting at random over the last 30 h, on a 30-minute grid (so with ties).
+
+    Every other story is slow: its later outlets follow hours apart, so an
+    early-starting story can open late and a later-starting quick one (ranked
+    in a later chunk) early. Stories are stored in random order of start, so
+    cluster ids, the tie-breaker, do not follow the chunk order.
+    """
+    rng = random.Random(7)
+    stories = []
+    for number in range(count):
+        start = rng.randrange(0, 1800, 30)
+        spread = 600 if number % 2 == 0 else 30
+        outlets = rng.sample(OUTLETS, rng.randint(1, 6))
+        story = [(outlets[0], start)]
+        story += [
+            (outlet, max(0, start - rng.randrange(0, spread + 1, 10))) for outlet in outlets[1:]
+        ]
+        if rng.random() < 0.3:  # a second, later entry of one outlet
+            story.append((outlets[-1], max(0, story[-1][1] - 60)))
+        stories.append(story)
+    return stories
+
+
+def _brute_force_gaps(
+    stories: list[list[tuple[str, int]]],
+    ids: list[list[int]],
+    home: list[str],
+    since: datetime,
+    min_outlets: int,
+) -> list[tuple[int, datetime]]:
+    """The gaps by their definition, from the stories as generated: (cluster id, open since).
+
+    A story no outlet of `home` carries, with an entry since `since` and at
+    least `min_outlets` outlets, opens when its `min_outlets`-th outlet first
+    published; oldest gap first, ties by cluster id.
+    """
+    found = []
+    for story, members in zip(stories, ids, strict=True):
+        firsts: dict[str, datetime] = {}
+        for outlet, minutes in story:
+            published = NOW - timedelta(minutes=minutes)
+            firsts[outlet] = min(published, firsts.get(outlet, published))
+        latest = max(NOW - timedelta(minutes=minutes) for _, minutes in story)
+        if set(home) & set(firsts) or latest < since or len(firsts) < min_outlets:
+            continue
+        found.append((sorted(firsts.values())[min_outlets - 1], members[0]))
+    return [(cluster_id, opened) for opened, cluster_id in sorted(found)]
+
+
+def _first_seen_rank(store: Store, cluster_ids: list[int]) -> dict[int, int]:
+    """Each cluster's position among the candidates when ordered by first_seen (chunk order)."""
+    loaded = DashboardStore(store).clusters(cluster_ids)
+    order = sorted(cluster_ids, key=lambda i: (loaded[i].entries[0].published, i))
+    return {cluster_id: rank for rank, cluster_id in enumerate(order)}
+
+
+@pytest.mark.parametrize("chunk", [4, 500])
+def test_gaps_ranked_in_chunks_equal_brute_force(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(dashboard_module, "_CHUNK", chunk)
+    store = Store(database_url)
+    stories = _wide_stories(48)
+    ids = clustered(store, stories)
+    data = DashboardStore(store)
+    later_chunk_hits = 0
+    for home in (["home.de"], ["home.de", "a.de"], ["g.de"], ["nobody.example"]):
+        for min_outlets in (1, 2, 3, 5):
+            expected = _brute_force_gaps(stories, ids, home, DAY, min_outlets)
+            rank = _first_seen_rank(store, [cluster_id for cluster_id, _ in expected])
+            for limit in (*range(1, 9), 1000):
+                gaps = data.gaps(home, DAY, min_outlets, limit)
+                assert [(g.cluster.id, g.open_since) for g in gaps] == expected[:limit]
+                if limit < len(expected):  # cut short, where the early stop matters
+                    later_chunk_hits += sum(rank[g.cluster.id] >= 4 for g in gaps)
+    # The data must exercise what the chunks could get wrong: gaps in a cut-short
+    # answer whose story starts after the first chunk yet opens early enough.
+    assert later_chunk_hits > 0
+    assert len(_brute_force_gaps(stories, ids, ["home.de"], DAY, 2)) > 3 * 4
+
+
+def test_gaps_tie_on_a_chunk_boundary_goes_to_the_lower_id(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later chunk's story opening exactly when the last kept gap did still competes."""
+    monkeypatch.setattr(dashboard_module, "_CHUNK", 4)
+    store = Store(database_url)
+    tie = [("b.de", 300), ("c.de", 300)]  # stored first: the lowest id; opens at its start
+    slow = [[("b.de", 600 - n), ("c.de", 10)] for n in range(3)]  # early start, late opening
+    kept = [("d.de", 400), ("e.de", 300)]  # fourth by start, opens with `tie`
+    ids = clustered(store, [tie, *slow, kept])
+    gaps = DashboardStore(store).gaps(["home.de"], DAY, 2, 1)
+    assert [(g.cluster.id, g.open_since) for g in gaps] == [
+        (ids[0][0], NOW - timedelta(minutes=300))
+    ]
 
 
 def test_search_folds_umlauts_and_filters(database_url: str) -> None:
@@ -106,6 +213,34 @@ def test_merge_and_a_later_split_overrules_it(database_url: str) -> None:
     apply_corrections(store)
     assert apply_corrections(store) == 0
     assert [e.id for e in data.clusters([scoop])[scoop].entries] == [scoop]
+
+
+def test_correction_pass_redoes_only_undone_corrections(database_url: str) -> None:
+    store, ids = seeded(database_url)
+    data = DashboardStore(store)
+    election, storm, scoop = ids["election"], ids["storm"][0], ids["scoop"][0]
+    data.add_correction(SPLIT, election[3], election[0], "ed", NOW)
+    data.add_correction(SPLIT, election[2], election[0], "ed", NOW)
+    data.add_correction(MERGE, storm, scoop, "ed", NOW)
+    assert apply_corrections(store) == 3
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    assert apply_corrections(store) == 0
+    assert len(statements) == 1  # not two per correction
+
+    # A story merge of the matcher takes one split entry back: only that is redone.
+    store.save_matches([], [Merge(absorbed=election[3], into=election[0], score=80.0)])
+    assert apply_corrections(store) == 1
+    assert data.entries_by_id([election[3]])[election[3]].cluster_id == election[3]
+
+    # A whole re-clustering undoes all three; its closing pass restores them.
+    Pipeline(Settings(), store).recluster(NOW - timedelta(days=2))
+    found = data.clusters([election[0], election[2], election[3], storm])
+    assert [len(found[i].entries) for i in (election[0], election[2], election[3])] == [2, 1, 1]
+    assert {e.id for e in found[storm].entries} >= {storm, scoop}
+    statements.clear()
+    assert apply_corrections(store) == 0
+    assert len(statements) == 1
 
 
 def test_headline_changes_are_kept(database_url: str) -> None:

@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from aggregator.config import Settings
-from aggregator.models import Entry, Outlet
+from aggregator.models import Entry, Match, Outlet
 from aggregator.pipeline import Pipeline
 from aggregator.store import Store
 
@@ -132,3 +132,25 @@ def seeded(url: str, settings: Settings | None = None) -> tuple[Store, dict[str,
     }
     Pipeline(settings or Settings(), store).cluster()
     return store, ids
+
+
+def clustered(store: Store, stories: list[list[tuple[str, int]]]) -> list[list[int]]:
+    """Store each story's (outlet, minutes before NOW) entries as one cluster; return their ids.
+
+    The clusters are recorded through `save_matches` as the matcher would
+    leave them (the founder is the earliest entry), so a test can build many
+    stories of exactly known shape without depending on headline similarity.
+    """
+    ids = []
+    for number, story in enumerate(stories):
+        rows = [
+            (outlet, f"Story {number} entry {index} at {outlet}", f"Lead {number}", minutes)
+            for index, (outlet, minutes) in enumerate(sorted(story, key=lambda e: -e[1]))
+        ]
+        ids.append(add(store, rows))
+    store.save_matches(
+        Match(entry_id, members[0], None if entry_id == members[0] else members[0], 90.0, "test")
+        for members in ids
+        for entry_id in members
+    )
+    return ids

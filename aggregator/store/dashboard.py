@@ -196,7 +196,7 @@ class DashboardStore:
         return [Story(loaded[row.id], growth.get(row.id, 0)) for row in ranked if row.id in loaded]
 
     def gaps(self, home: Sequence[str], since: datetime, min_outlets: int, limit: int) -> list[Gap]:
-        """Stories at least `min_outlets` other outlets carry and none of `home` does.
+        """Stories with an entry since `since` that `min_outlets` others carry and `home` does not.
 
         Oldest gap first: a gap opens when the `min_outlets`-th outlet publishes.
         A gap cannot open before its story's `first_seen`, so candidates are
@@ -481,22 +481,57 @@ class DashboardStore:
 
 
 def apply_corrections(store: Store) -> int:
-    """Re-apply every editor correction, oldest first; return how many changed a cluster.
+    """Re-apply the editor corrections that no longer hold, oldest first; return how many.
 
     Called after each clustering run: the matcher does not know about
     corrections, so a re-clustering may undo them, and this puts them back.
+    One query finds the undone ones, so a run that undid nothing costs one
+    statement however many corrections have piled up, instead of two per
+    correction. Re-applying only those gives what re-applying the whole list
+    would: a correction that holds is a no-op, and putting one back never
+    undoes another, since a split overrules earlier merges of its entry and a
+    merge earlier splits of its entries (`DashboardStore.add_correction`).
     """
     changed = 0
     with store.engine.begin() as conn:
         touched: set[int] = set()
-        for row in conn.execute(select(corrections).order_by(corrections.c.id)).all():
+        for row in conn.execute(_UNDONE).all():
             if row.kind == SPLIT:
                 changed += _split(conn, row.entry_id, touched)
             elif row.other_id is not None:
                 changed += _merge(conn, row.entry_id, row.other_id, touched)
-        alive = set(conn.execute(select(clusters.c.id).where(clusters.c.id.in_(touched))).scalars())
-        store._refresh_clusters(conn, alive)
+        if touched:
+            alive = select(clusters.c.id).where(clusters.c.id.in_(touched))
+            store._refresh_clusters(conn, set(conn.execute(alive).scalars()))
     return changed
+
+
+def _undone_corrections() -> Select[Any]:
+    """Corrections the clusters contradict: a split entry with company, a merge across clusters.
+
+    Entries not clustered yet are left out: the correction pass after the
+    run that clusters them handles them (as `_split` and `_merge` would).
+    """
+    entry, other, mate = entries.alias("entry"), entries.alias("other"), entries.alias("mate")
+    has_company = exists(
+        select(mate.c.id).where(mate.c.cluster_id == entry.c.cluster_id, mate.c.id != entry.c.id)
+    )
+    return (
+        select(corrections.c.kind, corrections.c.entry_id, corrections.c.other_id)
+        .join(entry, entry.c.id == corrections.c.entry_id)
+        .outerjoin(other, other.c.id == corrections.c.other_id)
+        .where(
+            entry.c.cluster_id.is_not(None),
+            or_(
+                and_(corrections.c.kind == SPLIT, has_company),
+                and_(corrections.c.kind == MERGE, other.c.cluster_id != entry.c.cluster_id),
+            ),
+        )
+        .order_by(corrections.c.id)
+    )
+
+
+_UNDONE = _undone_corrections()
 
 
 def _cluster_of(conn: Connection, entry_id: int) -> int | None:

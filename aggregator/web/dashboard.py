@@ -405,7 +405,8 @@ async def chart_view(request: Request) -> Response:
     rows = await run_in_threadpool(dashboard.data.hourly, since, until)
     outlets = await run_in_threadpool(dashboard.data.per_outlet, since, until)
     peak = max((n for _, n in outlets), default=1)
-    context = {"chart": present.chart(rows), "outlets": outlets, "peak": peak, "hours": hours}
+    bars = present.chart(rows, since, until, dashboard.zone)
+    context = {"chart": bars, "outlets": outlets, "peak": peak, "hours": hours}
     return render(request, "chart.html", context)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -153,6 +154,8 @@ class Bar:
     stories_y: float
     stories_height: float
     row: HourRow
+    # The hour's local time under the axis, on every few hours only.
+    label: str | None
 
 
 @dataclass(frozen=True)
@@ -163,23 +166,53 @@ class Chart:
     peak: int
 
 
-def chart(rows: Sequence[HourRow], *, width: int = 720, height: int = 160) -> Chart:
-    """Bar geometry for entries (and new stories inside them) per hour."""
+_HOUR = timedelta(hours=1)
+# Axis labels every this many hours: the first that leaves at most eight labels.
+_LABEL_STEPS = (1, 2, 3, 6, 12, 24)
+
+
+def chart(
+    rows: Sequence[HourRow],
+    since: datetime,
+    until: datetime,
+    zone: tzinfo,
+    *,
+    width: int = 720,
+    height: int = 160,
+) -> Chart:
+    """Bar geometry for entries (and new stories inside them) per hour of [since, until).
+
+    Every hour of the range gets its place, quiet ones at zero, so the axis
+    is time: an empty night shows as a gap, not as neighbouring busy hours.
+    """
+    counted = {row.hour: row for row in rows}
+    first = since.replace(minute=0, second=0, microsecond=0)
+    count = max(1, math.ceil((until - first) / _HOUR))
+    hours = [first + index * _HOUR for index in range(count)]
+    step = width / count
+    every = next((n for n in _LABEL_STEPS if count / n <= 8), 24)
     peak = max((row.entries for row in rows), default=0) or 1
-    step = width / max(len(rows), 1)
     bars = []
-    for index, row in enumerate(rows):
+    for index, hour in enumerate(hours):
+        row = counted.get(hour, HourRow(hour, 0, 0))
+        local = hour.astimezone(zone)
         entries_height = height * row.entries / peak
         stories_height = height * min(row.stories, row.entries or row.stories) / peak
         bars.append(
             Bar(
                 x=round(index * step, 1),
-                width=round(max(step - 1, 1), 1),
+                width=round(max(step * 0.8, 1), 1),
                 entries_y=round(height - entries_height, 1),
                 entries_height=round(entries_height, 1),
                 stories_y=round(height - stories_height, 1),
                 stories_height=round(stories_height, 1),
                 row=row,
+                label=_axis_label(local, count) if local.hour % every == 0 else None,
             )
         )
     return Chart(width, height, bars, peak)
+
+
+def _axis_label(moment: datetime, hours: int) -> str:
+    """The hour; over more than a day, midnight names its date instead."""
+    return moment.strftime("%d.%m." if hours > 25 and moment.hour == 0 else "%H:%M")

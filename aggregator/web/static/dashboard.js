@@ -25,15 +25,27 @@ function markNew(list, before) {
       fresh += 1;
       continue;
     }
+    // From the story's full outlet list: a wide story shows only some as chips.
+    const joined = [...outletsOf(story)].filter((outlet) => !previous.has(outlet));
+    if (!joined.length) continue;
+    story.classList.add("is-new");
+    fresh += joined.length;
     for (const chip of story.querySelectorAll("[data-outlet]")) {
-      if (!previous.has(chip.dataset.outlet)) {
-        chip.classList.add("is-new");
-        story.classList.add("is-new");
-        fresh += 1;
-      }
+      if (joined.includes(chip.dataset.outlet)) chip.classList.add("is-new");
     }
   }
   return fresh;
+}
+
+// The time as the server's pages show it: 24-hour, in the dashboard's time zone
+// (the browser's own zone and 12-hour clock would disagree with the footer).
+function clockTime(moment) {
+  const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  try {
+    return moment.toLocaleTimeString("en-GB", { ...options, timeZone: document.body.dataset.zone });
+  } catch (error) {
+    return moment.toLocaleTimeString("en-GB", options);
+  }
 }
 
 function startPolling(list) {
@@ -53,7 +65,7 @@ function startPolling(list) {
       const fresh = markNew(list, before);
       if (status) {
         status.classList.remove("stale");
-        const time = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+        const time = clockTime(new Date());
         status.textContent = `Live · updated ${time}` + (fresh ? ` · ${fresh} new` : "");
       }
     } catch (error) {
