@@ -72,8 +72,19 @@ PARTICLES = frozenset(
 _CONJUNCTIONS = frozenset({"und", "oder", "aber", "sondern", "doch", "denn"})
 _CLAUSE_PUNCTUATION = ".,;:!?)\"'“”„»«›‹"
 _DASHES = frozenset({"-", "–", "—", "|", "+++"})
-_PARTICLE_HINT = re.compile(
-    r"\b(?:" + "|".join(sorted(PARTICLES, key=len, reverse=True)) + r")\b", re.IGNORECASE
+# A particle where a clause could end: before clause punctuation, at the end,
+# or before a dash or a conjunction standing alone. Particles as prepositions
+# ("an", "auf", "mit", "nach", "zu") are in nearly every German sentence; this
+# finds the few texts that can hold a separable verb without a Python loop.
+_CLAUSE_FINAL_PARTICLE = re.compile(
+    r"\b(?:"
+    + "|".join(sorted(PARTICLES, key=len, reverse=True))
+    + r")\b(?:["
+    + re.escape(_CLAUSE_PUNCTUATION)
+    + r"]|\s*$|\s+(?:"
+    + "|".join(re.escape(w) for w in sorted(_DASHES | _CONJUNCTIONS))
+    + r")(?:\s|$))",
+    re.IGNORECASE,
 )
 
 
@@ -85,8 +96,13 @@ def join_separable_particles(text: str, is_stop_word: Callable[[str], bool]) -> 
     splits and stems them as usual.
     """
     words = text.split()
-    if not _PARTICLE_HINT.search(text):
+    if not _CLAUSE_FINAL_PARTICLE.search(text):
         return words
+    return _join_particles(words, is_stop_word)
+
+
+def _join_particles(words: list[str], is_stop_word: Callable[[str], bool]) -> list[str]:
+    """`join_separable_particles` on words already split, without the quick test."""
     out: list[str | None] = list(words)
     start = 0
     for i, word in enumerate(words):

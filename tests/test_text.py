@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from aggregator import text
+from aggregator import text, text_german
 
 
 @given(st.text())
@@ -134,3 +134,27 @@ def test_clickbait_prefilter_agrees_with_full_check() -> None:
         assert text.is_clickbait(title) == (
             text._CLICKBAIT.search(text.folded_words(title)) is not None
         )
+
+
+_GERMAN_WORDS = st.sampled_from(
+    [
+        "Kessler", "tritt", "weist", "Kritik", "legt", "Pfund", "der", "die", "und", "oder",
+        "aber", "-", "–", "|", "+++", "zurück", "zurück.", "ZURÜCK", "an", "auf", "zu",
+        "zu,", "mit", "nach", "vorüber", "ein", "(ab)", "„zurück“", "Mitte", "Anfang", "ab:",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(st.lists(_GERMAN_WORDS, max_size=12), st.sampled_from([" ", "  ", "\n"]))
+@example(["Kessler", "tritt", "zurück", "und", "Pfund", "legt", "zu"], " ")
+@example(["Kessler", "tritt", "zurück", "–", "Pfund", "legt", "zu."], " ")
+@example(["Kessler", "tritt", "ZURÜCK"], "  ")
+def test_the_quick_particle_test_never_skips_a_clause_final_particle(
+    words: list[str], separator: str
+) -> None:
+    # The regular expression only spares the word-by-word pass; it must not change results.
+    sentence = separator.join(words)
+    assert text_german.join_separable_particles(
+        sentence, text._no_stems
+    ) == text_german._join_particles(sentence.split(), text._no_stems)
