@@ -285,6 +285,16 @@ class Clusterer:
                 match = Match(match.entry_id, survivor, match.matched_id, match.score, match.reason)
         return match
 
+    def assignments(self) -> tuple[datetime | None, dict[int, int]]:
+        """The oldest publication time in the window, and entry id -> cluster id of the window.
+
+        What a caller compares with the database to know whether this state
+        can go on (see `Pipeline`), rather than being primed again.
+        """
+        state = self._state
+        oldest = state.heap[0][0] if state.heap else None
+        return oldest, dict(state.cluster_of)
+
     def take_merges(self) -> list[Merge]:
         """Merges decided since the last call, oldest first (the caller relabels their entries).
 
@@ -369,10 +379,9 @@ class Clusterer:
             for cluster_id in posting:
                 shared[cluster_id] = shared.get(cluster_id, 0.0) + weight
         floor = self.tuning.min_shared * features.index_mass
-        ranked = [c for c, weight in shared.items() if weight >= floor]
-        if len(ranked) <= self.tuning.max_candidates:
-            return sorted(ranked, key=lambda c: (-shared[c], c))
-        return heapq.nsmallest(self.tuning.max_candidates, ranked, key=lambda c: (-shared[c], c))
+        # (-weight, id) pairs order as wanted without a key function called per cluster.
+        ranked = [(-weight, c) for c, weight in shared.items() if weight >= floor]
+        return [c for _, c in heapq.nsmallest(self.tuning.max_candidates, ranked)]
 
     def _sample(self, cluster: _Cluster) -> list[int]:
         """The anchor (oldest member in the window) and the most recent members."""
