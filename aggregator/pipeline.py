@@ -1,7 +1,8 @@
 """One run of the stages, wired: fetch -> parse -> store -> cluster -> digest -> deliver.
 
 Each step reads what the previous one committed, so any step can be killed
-and re-run: a fetched feed is stored in one transaction, clustering commits
+and re-run: a fetched feed's state and entries are stored in one transaction
+(with other feeds' results, and reported only once committed), clustering commits
 in batches of whole decisions, and a digest period is recorded only after
 its files were written (re-writing them is harmless: same names, atomic).
 """
@@ -9,19 +10,13 @@ its files were written (re-writing them is harmless: same names, atomic).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from aggregator import deliver
 from aggregator.cluster import Clusterer, Item, resolve_merges
@@ -31,9 +26,10 @@ from aggregator.digest.render import render
 from aggregator.fetch import apply_result, fetch_many
 from aggregator.mail.service import SendSummary, send_due, send_retries
 from aggregator.models import Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
-from aggregator.parse import ParseError, parse_feed
-from aggregator.store import SaveResult, Store
+from aggregator.parse_pool import Parsers
+from aggregator.store import Fetched, SaveResult, Store
 from aggregator.store.dashboard import apply_corrections
+from aggregator.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +37,10 @@ log = logging.getLogger(__name__)
 CLUSTER_BATCH = 2000
 # Below this many feeds, starting parser processes costs more than it saves.
 PARSE_POOL_MIN_FEEDS = 16
+# Parsed feeds waiting for the store at most (about 3 MB at 50 entries each).
+STORE_AHEAD = 64
 
 Progress = Callable[[Feed, FetchResult], None]
-
-
-def parse_or_reason(content: bytes, **kwargs: Any) -> ParsedFeed | str:
-    """`parse_feed`, with a refusal returned as its reason: picklable for a process pool."""
-    try:
-        return parse_feed(content, **kwargs)
-    except ParseError as exc:
-        return str(exc)
-
-
-def _exit_with(parent: int) -> None:
-    """Pool initializer: end this parser process when the run that started it is gone.
-
-    A run killed with SIGKILL cannot shut its pool down, and idle workers would
-    wait on their queue forever; cron would pile them up.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def utcnow() -> datetime:
@@ -124,6 +96,152 @@ def scheduled_period(digest: DigestSettings, now: datetime) -> tuple[datetime, d
     return end - digest.period_delta, end
 
 
+# What the writer reports back for a result: the feed, what the fetch gave,
+# and whether it holds one of the run's `to_store` slots.
+_Token = tuple[Feed, FetchResult, bool]
+
+
+class _FetchRun:
+    """One `Pipeline.fetch`: parses and stores results as they arrive, and counts them."""
+
+    def __init__(self, pipeline: Pipeline, progress: Progress | None, *, many: bool) -> None:
+        self.settings = pipeline.settings.fetch
+        self.clock = pipeline.clock
+        self.progress = progress
+        self.summary = FetchSummary()
+        self.languages = pipeline.store.outlet_languages()
+        workers = self.settings.parse_workers or os.cpu_count() or 1
+        self.parsers = Parsers(workers, pool=many)
+        # Downloaded documents not parsed yet (each up to max_bytes): enough to
+        # keep every parser busy, few enough to bound memory.
+        self.to_parse = asyncio.Semaphore(2 * workers)
+        # Parsed documents not stored yet: when the writer is the bottleneck,
+        # they wait and then go into one transaction together.
+        self.to_store = asyncio.Semaphore(STORE_AHEAD)
+        self.parsing: set[asyncio.Task[None]] = set()
+        self.unstored = 0
+        self.all_stored = asyncio.Event()
+        self.all_stored.set()
+        self.failure: BaseException | None = None
+        loop = asyncio.get_running_loop()
+        self.writer: BatchWriter[_Token] = BatchWriter(
+            pipeline.store, lambda done: loop.call_soon_threadsafe(self._stored, done)
+        )
+
+    async def take(self, feed: Feed, result: FetchResult) -> None:
+        """Store one result, after parsing it if it brought a document."""
+        if result.status is FetchStatus.OK and result.content is not None:
+            await self.to_parse.acquire()
+            task = asyncio.create_task(self._parse_and_store(feed, result))
+            self.parsing.add(task)
+            task.add_done_callback(self._parsed)
+        else:
+            self._store(feed, result, None, self.clock(), document=False)
+
+    async def finish(self) -> None:
+        """Wait until every result taken is parsed and stored, then raise the first error.
+
+        Raised only now, so a feed whose results cannot be stored (a bug, a
+        constraint) does not keep the others from being stored run after run.
+        """
+        await asyncio.gather(*self.parsing, return_exceptions=True)
+        await asyncio.to_thread(self.writer.close)
+        await self.all_stored.wait()
+        if self.failure is not None:
+            raise self.failure
+
+    def close(self) -> None:
+        """Stop parsing and store what is waiting (after `finish`, or when the run is cut short)."""
+        for task in self.parsing:
+            task.cancel()
+        self.writer.close()
+        self.parsers.close()
+
+    async def _parse_and_store(self, feed: Feed, result: FetchResult) -> None:
+        now = self.clock()
+        assert result.content is not None
+        try:
+            outcome = await self.parsers.parse(
+                result.content,
+                url=feed.url,
+                content_type=result.content_type,
+                outlet=feed.outlet,
+                outlet_language=self.languages.get(feed.outlet),
+                now=now,
+            )
+            await self.to_store.acquire()
+        finally:
+            self.to_parse.release()
+        if isinstance(outcome, str):
+            self._store(feed, replace(result, status=FetchStatus.FAILED, error=outcome), None, now)
+        else:
+            self._store(feed, result, outcome, now)
+
+    def _parsed(self, task: asyncio.Task[None]) -> None:
+        self.parsing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.failure = self.failure or task.exception()
+
+    def _store(
+        self,
+        feed: Feed,
+        result: FetchResult,
+        parsed: ParsedFeed | None,
+        now: datetime,
+        *,
+        document: bool = True,
+    ) -> None:
+        """Hand the feed's new state and entries to the writer."""
+        state = apply_result(feed, result, now, self.settings, parsed=parsed)
+        if parsed is not None:
+            state = replace(
+                state, title=parsed.title or state.title, language=parsed.language or state.language
+            )
+        self.unstored += 1
+        self.all_stored.clear()
+        fetched = Fetched(state, parsed.entries if parsed else [], now)
+        if result.content is not None:
+            result = replace(result, content=None)  # parsed: the document is not needed any more
+        self.writer.submit(fetched, (feed, result, document), urgent=document)
+
+    def _stored(self, done: list[tuple[_Token, SaveResult | Exception]]) -> None:
+        """A batch committed (on the event loop): count, log and report each feed in it."""
+        for (feed, result, document), saved in done:
+            self.unstored -= 1
+            if document:
+                self.to_store.release()
+            if isinstance(saved, Exception):
+                self.failure = self.failure or saved
+            else:
+                self._count(feed, result, saved)
+        if not self.unstored:
+            self.all_stored.set()
+
+    def _count(self, feed: Feed, result: FetchResult, saved: SaveResult) -> None:
+        summary = self.summary
+        summary.new += saved.new
+        summary.updated += saved.updated
+        if result.status is FetchStatus.OK:
+            summary.ok += 1
+        elif result.status is FetchStatus.NOT_MODIFIED:
+            summary.not_modified += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((feed.url, result.error or result.status.value))
+        log.info(
+            "fetched %s: %s%s, %d bytes, %.2f s, %d new, %d updated",
+            feed.url,
+            result.status.value,
+            f" ({result.error})" if result.error else "",
+            result.bytes_read,
+            result.elapsed_seconds,
+            saved.new,
+            saved.updated,
+        )
+        if self.progress is not None:
+            self.progress(feed, result)
+
+
 class Pipeline:
     """The stages for one configuration and database."""
 
@@ -133,6 +251,9 @@ class Pipeline:
         self.settings = settings
         self.store = store
         self.clock = clock
+        # The matcher state of the last clustering run, and how often one was primed.
+        self._warm: Clusterer | None = None
+        self.primed = 0
 
     def sync_config(self) -> None:
         """Make sure every feed of the configuration is in the database."""
@@ -154,116 +275,22 @@ class Pipeline:
     ) -> FetchSummary:
         """Fetch due (or all) feeds; each is parsed and stored as soon as it arrives.
 
-        Parsing runs in a process pool when many feeds are due (feedparser is
-        pure Python and would hold the GIL), in a worker thread otherwise;
-        storing runs in one writer thread. Either way the event loop keeps reading the
-        downloads still in flight instead of letting them run into timeouts.
+        The event loop only downloads: documents are parsed in a process pool
+        when many feeds are due (`parse_pool`), and one writer thread stores
+        the results several feeds per transaction (`store.writer`). A feed is
+        counted, logged and shown as progress once its transaction committed.
         """
         now = self.clock()
         feeds = self.store.feeds(include_disabled=False) if all_feeds else self.store.due_feeds(now)
-        languages = self.store.outlet_languages()
-        summary = FetchSummary()
-        workers = self.settings.fetch.parse_workers or os.cpu_count() or 1
-        pool = (
-            ProcessPoolExecutor(
-                workers,
-                mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_exit_with,
-                initargs=(os.getpid(),),
-            )
-            if workers > 1 and len(feeds) >= PARSE_POOL_MIN_FEEDS
-            else None
-        )
-        # One writer: concurrent transactions would only queue for SQLite's write lock.
-        writer = ThreadPoolExecutor(1, thread_name_prefix="store")
-        # Bounds the downloaded documents waiting for a parser, and so memory.
-        waiting = asyncio.Semaphore(2 * workers)
-        running: set[asyncio.Task[None]] = set()
-
-        async def handle(feed: Feed, result: FetchResult) -> None:
-            try:
-                await self._handle(feed, result, languages.get(feed.outlet), summary, pool, writer)
-                if progress is not None:
-                    progress(feed, result)
-            finally:
-                waiting.release()
-
+        run = _FetchRun(self, progress, many=len(feeds) >= PARSE_POOL_MIN_FEEDS)
         try:
-            async for feed, result in fetch_many(feeds, self.settings.fetch):
-                await waiting.acquire()
-                task = asyncio.create_task(handle(feed, result))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            if running:
-                await asyncio.gather(*running)
+            async with contextlib.aclosing(fetch_many(feeds, self.settings.fetch)) as results:
+                async for feed, result in results:
+                    await run.take(feed, result)
+            await run.finish()
         finally:
-            writer.shutdown()
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-        return summary
-
-    async def _handle(
-        self,
-        feed: Feed,
-        result: FetchResult,
-        language: str | None,
-        summary: FetchSummary,
-        pool: ProcessPoolExecutor | None,
-        writer: ThreadPoolExecutor,
-    ) -> None:
-        now = self.clock()
-        parsed = None
-        if result.status is FetchStatus.OK and result.content is not None:
-            job = partial(
-                parse_or_reason,
-                result.content,
-                url=feed.url,
-                content_type=result.content_type,
-                outlet=feed.outlet,
-                outlet_language=language,
-                now=now,
-            )
-            try:
-                outcome = await asyncio.get_running_loop().run_in_executor(pool, job)
-            except BrokenProcessPool:
-                outcome = "the parser process died on this document"
-            if isinstance(outcome, str):
-                result = replace(result, status=FetchStatus.FAILED, error=outcome)
-            else:
-                parsed = outcome
-        saved = await asyncio.get_running_loop().run_in_executor(
-            writer, self._save, feed, result, parsed, now
-        )
-        summary.new += saved.new
-        summary.updated += saved.updated
-        if result.status is FetchStatus.OK:
-            summary.ok += 1
-        elif result.status is FetchStatus.NOT_MODIFIED:
-            summary.not_modified += 1
-        else:
-            summary.failed += 1
-            summary.failures.append((feed.url, result.error or result.status.value))
-        log.info(
-            "fetched %s: %s%s, %d bytes, %.2f s, %d new, %d updated",
-            feed.url,
-            result.status.value,
-            f" ({result.error})" if result.error else "",
-            result.bytes_read,
-            result.elapsed_seconds,
-            saved.new,
-            saved.updated,
-        )
-
-    def _save(
-        self, feed: Feed, result: FetchResult, parsed: ParsedFeed | None, now: datetime
-    ) -> SaveResult:
-        """The feed's new state and its entries, in one transaction."""
-        state = apply_result(feed, result, now, self.settings.fetch, parsed=parsed)
-        if parsed is not None:
-            state = replace(
-                state, title=parsed.title or state.title, language=parsed.language or state.language
-            )
-        return self.store.save_fetch(state, parsed.entries if parsed else [], now)
+            run.close()
+        return run.summary
 
     # -- cluster --------------------------------------------------------------
 
@@ -277,10 +304,9 @@ class Pipeline:
         if not page:
             apply_corrections(self.store)
             return 0
-        clusterer = Clusterer(self.settings.cluster)
-        since = page[0].published - self.settings.cluster.window_delta
-        for entry, match in self.store.clustered_since(since):
-            clusterer.prime(Item.from_entry(entry), match)
+        clusterer = self._clusterer_from(page[0].published)
+        # Until this run has committed, the database alone says what is clustered.
+        self._warm = None
         assigned = 0
         while page:
             batch = [clusterer.add(Item.from_entry(entry)) for entry in page]
@@ -290,7 +316,31 @@ class Pipeline:
             page = self.store.unclustered(limit=CLUSTER_BATCH)
         # Editors' splits and merges overrule the matcher, also after a recluster.
         apply_corrections(self.store)
+        self._warm = clusterer
         return assigned
+
+    def _clusterer_from(self, first: datetime) -> Clusterer:
+        """A matcher holding the window before `first`: the last run's, or one primed anew.
+
+        Priming reads and normalizes every entry of the window, which for a
+        big installation is 72 hours of entries and seconds of CPU on every
+        pass of the service. So the last run's clusterer is kept and used
+        again while the database, from where priming would start, shows
+        exactly the assignments it holds: nobody clustered, split or merged
+        anything in its window since, and no entry it evicted is needed again.
+        It has seen the entries in the order one batch run would.
+        """
+        since = first - self.settings.cluster.window_delta
+        warm = self._warm
+        if warm is not None:
+            oldest, held = warm.assignments()
+            if oldest is not None and self.store.cluster_assignments(min(oldest, since)) == held:
+                return warm
+        clusterer = Clusterer(self.settings.cluster)
+        for entry, match in self.store.clustered_since(since):
+            clusterer.prime(Item.from_entry(entry), match)
+        self.primed += 1
+        return clusterer
 
     def recluster(self, since: datetime) -> tuple[int, int]:
         """Rebuild the clusters touching [since, now) (after a threshold change).
@@ -298,6 +348,7 @@ class Pipeline:
         Returns (entries freed, entries assigned). If killed in between, the
         next `fetch` or `recluster` clusters whatever is still unassigned.
         """
+        self._warm = None
         freed = self.store.clear_clusters_since(since)
         return freed, self.cluster()
 

@@ -135,6 +135,7 @@ class Service:
             for task in pending:
                 task.cancel()
             if pending:
-                # Each feed commits on its own, so what is cancelled here is fetched again later.
+                # What was committed stays and the writer stores what it was handed;
+                # the feeds cancelled here are still due and are fetched again later.
                 await asyncio.wait(pending, timeout=5)
         log.info("stopped")

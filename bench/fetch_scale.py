@@ -3,7 +3,7 @@
 Run from the project root (needs `pip install reader psutil py-spy`, or
 `pip install -e '.[bench]'`):
 
-    python bench/fetch_scale.py [--feeds 2000] [--items 50] [--no-profile]
+    python bench/fetch_scale.py [--feeds 2000] [--items 50] [--no-reader] [--profile-feeds 0]
 
 Generates seeded RSS 2.0 news feeds (German headlines about shared events, so
 clustering has real work) into a temporary folder, serves them from 10
@@ -18,9 +18,11 @@ answering If-None-Match with 304) and measures, each tool in its own process:
 
 Reports the wall time of each cycle (inside the process, imports excluded),
 the peak RSS of each tool's process tree (summed over the process and its
-children, e.g. aggregator's parser pool, sampled every 200 ms) and its CPU
-time. With py-spy available, one more aggregator first cycle is sampled
-(all processes) and the time is split by stage: fetch, parse, store, cluster.
+children, e.g. aggregator's parser pool, sampled every 200 ms), aggregator's
+own peak after its fetch stage, and CPU time. With py-spy available, one more
+aggregator first cycle and its 304 cycle are sampled (all processes) over the
+first --profile-feeds feeds, and the time is split by stage: fetch, parse,
+store, cluster.
 
 The figures go into docs/fetch-scale.md between the generated-section
 markers; the rest of that file (the analysis) is kept.
@@ -641,7 +643,12 @@ def aggregator_config(folder: Path, files: list[FeedFile], concurrency: int, per
 
 
 def aggregator_cycle(config_path: Path) -> dict[str, Any]:
-    """What `aggregator fetch --all` does (cli._fetch), with a timestamp after each stage."""
+    """What `aggregator fetch --all` does (cli._fetch), with a timestamp after each stage.
+
+    Also the main process's peak RSS when the fetch stage ends, before clustering.
+    """
+    import resource
+
     from aggregator import config
     from aggregator.pipeline import Pipeline
     from aggregator.store import Store
@@ -655,6 +662,7 @@ def aggregator_cycle(config_path: Path) -> dict[str, Any]:
     synced = time.perf_counter()
     summary = asyncio.run(pipeline.fetch(all_feeds=True))
     fetched = time.perf_counter()
+    fetch_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     clustered = pipeline.cluster()
     done = time.perf_counter()
     store.close()
@@ -665,6 +673,7 @@ def aggregator_cycle(config_path: Path) -> dict[str, Any]:
             "fetch + parse + store": fetched - synced,
             "cluster": done - fetched,
         },
+        "fetch_rss": fetch_rss,
         "summary": summary.line() + f"; {clustered} clustered",
         "failed": summary.failed,
     }
@@ -705,6 +714,8 @@ class Run:
     stages: dict[str, float]
     summary: str
     failed: int
+    # aggregator only: its main process's peak RSS at the end of the fetch stage.
+    fetch_rss: int | None = None
 
 
 @dataclass
@@ -775,6 +786,7 @@ def run_cycle(tool: str, cycle: str, args: list[str], cwd: Path) -> Run:
         result["stages"],
         result["summary"],
         result["failed"],
+        result.get("fetch_rss"),
     )
 
 
@@ -800,7 +812,7 @@ STAGES = [
     ("sync config", re.compile(r"^(?:\w+\.)?sync_config \(.*pipeline\.py")),
     ("cluster", re.compile(r"^(?:\w+\.)?cluster \(.*pipeline\.py")),
     ("parse", re.compile(r"^parse_or_reason \(")),
-    ("store", re.compile(r"^(?:\w+\.)?_save \(.*pipeline\.py")),
+    ("store", re.compile(r"^BatchWriter\._run \(.*store/writer\.py")),
     ("fetch (HTTP, SSRF check)", re.compile(r"\((?:.*/httpx/|.*/httpcore/|.*/h11/|.*fetch/)")),
     ("start-up (imports, config, pool)", re.compile(r"^_find_and_load|^load \(.*config\.py")),
 ]
@@ -827,6 +839,7 @@ def stage_of(frames: list[str]) -> str:
 
 @dataclass
 class Profile:
+    cycle: str
     feeds: int
     seconds: float
     stages: collections.Counter[str]
@@ -835,17 +848,18 @@ class Profile:
     samples: int
 
 
-def profile_cycle(config_path: Path, cwd: Path) -> Profile | None:
-    """A first cycle under `py-spy record --subprocesses`, split into stages.
+def profile_cycle(config_path: Path, cwd: Path, cycle: str) -> Profile | None:
+    """One cycle under `py-spy record --subprocesses`, split into stages.
 
-    Sampling a part of the feeds keeps the run short; every stage is linear in
-    the number of entries (clustering: bounded candidates per entry), so the
-    shares hold for the whole set.
+    `cycle` only names it: the first call in a fresh folder is a first cycle,
+    the next one a 304 cycle. Sampling a part of the feeds keeps the run short;
+    every stage is linear in the number of feeds or entries (clustering:
+    bounded candidates per entry), so the shares hold for the whole set.
     """
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         return None
-    raw = cwd / "profile.txt"
+    raw = cwd / f"profile-{cycle}.txt"
     started = time.perf_counter()
     completed = subprocess.run(
         [
@@ -892,7 +906,7 @@ def profile_cycle(config_path: Path, cwd: Path) -> Profile | None:
         for name in {frame_name(f) for f in code}:
             inclusive[name] += count
     feeds = config_path.read_text().count("http://")
-    return Profile(feeds, took, stages, self_time, inclusive, samples)
+    return Profile(cycle, feeds, took, stages, self_time, inclusive, samples)
 
 
 # -- report ----------------------------------------------------------------------
@@ -934,7 +948,7 @@ def mib(size: int) -> str:
 
 def report(
     runs: list[Run],
-    profile: Profile | None,
+    profiles: list[Profile],
     command: str,
     setup: str,
     load_before: str,
@@ -975,43 +989,45 @@ def report(
         lines.append(f"| {cycle} | {ratio} | {stages} |")
     peak = max((run.peak_rss for run in runs if run.tool == "aggregator"), default=0)
     lines += ["", f"aggregator's peak RSS (whole process tree): {mib(peak)} (target <= 500 MiB)."]
-    if profile is not None:
-        total = sum(profile.stages.values()) or 1
-        rate = PROFILE_RATE
-        lines += [
-            "",
-            f"Profile: a first cycle of the first {profile.feeds} feeds in a fresh database "
-            f"under `py-spy record --subprocesses --rate {rate}` "
-            f"({profile.seconds:.1f} s wall with py-spy attached), all processes, idle "
-            f"threads excluded, so a second of samples is a second of CPU "
-            f"(up to {os.cpu_count()} per wall second):",
-            "",
-            "| stage | CPU (s) | share |",
-            "| --- | ---: | ---: |",
-        ]
-        for stage, count in profile.stages.most_common():
-            lines.append(f"| {stage} | {count / rate:.1f} | {100 * count / total:.0f} % |")
-        lines += [
-            "",
-            "Top functions by own time (self):",
-            "",
-            "| function | CPU (s) |",
-            "| --- | ---: |",
-        ]
-        for name, count in profile.self_time.most_common(15):
-            lines.append(f"| `{name}` | {count / rate:.1f} |")
-        lines += [
-            "",
-            "Top aggregator functions by inclusive time:",
-            "",
-            "| function | CPU (s) |",
-            "| --- | ---: |",
-        ]
-        ours_only = [(n, c) for n, c in profile.inclusive.most_common() if "aggregator/" in n]
-        for name, count in ours_only[:15]:
-            lines.append(f"| `{name}` | {count / rate:.1f} |")
+    fetch_rss = [f"{run.cycle} {mib(run.fetch_rss)}" for run in runs if run.fetch_rss is not None]
+    if fetch_rss:
+        lines.append(
+            "aggregator's main process at the end of the fetch stage, before clustering: "
+            + ", ".join(fetch_rss)
+            + "."
+        )
+    for profile in profiles:
+        lines += profile_lines(profile)
     lines += ["", END]
     return "\n".join(lines)
+
+
+def profile_lines(profile: Profile) -> list[str]:
+    total = sum(profile.stages.values()) or 1
+    rate = PROFILE_RATE
+    fresh = "in a fresh database" if profile.cycle == "first" else "after that first cycle"
+    lines = [
+        "",
+        f"Profile of the {profile.cycle} cycle: the first {profile.feeds} feeds {fresh} "
+        f"under `py-spy record --subprocesses --rate {rate}` "
+        f"({profile.seconds:.1f} s wall with py-spy attached, imports included), all processes, "
+        f"idle threads excluded, so a second of samples is a second of CPU "
+        f"(up to {os.cpu_count()} per wall second):",
+        "",
+        "| stage | CPU (s) | share |",
+        "| --- | ---: | ---: |",
+    ]
+    for stage, count in profile.stages.most_common():
+        lines.append(f"| {stage} | {count / rate:.1f} | {100 * count / total:.0f} % |")
+    table = ["", "| function | CPU (s) |", "| --- | ---: |"]
+    lines += ["", "Top functions by own time (self):", *table]
+    for name, count in profile.self_time.most_common(15):
+        lines.append(f"| `{name}` | {count / rate:.1f} |")
+    lines += ["", "Top aggregator functions by inclusive time:", *table]
+    ours_only = [(n, c) for n, c in profile.inclusive.most_common() if "aggregator/" in n]
+    for name, count in ours_only[:15]:
+        lines.append(f"| `{name}` | {count / rate:.1f} |")
+    return lines
 
 
 def write_doc(section: str) -> None:
@@ -1053,7 +1069,7 @@ def main() -> None:
         "--profile-feeds",
         type=int,
         default=400,
-        help="Feeds in the extra py-spy cycle (its own database); 0 skips it.",
+        help="Feeds in the extra py-spy cycles (first and 304, own database); 0 skips them.",
     )
     parser.add_argument("--no-doc", action="store_true", help=f"Do not update {DOC}.")
     options = parser.parse_args()
@@ -1101,7 +1117,7 @@ def main() -> None:
                         )
                     )
                     print_table(runs[-1:])
-            profile = None
+            profiles = []
             if options.profile_feeds:
                 scratch = folder / "profile"
                 scratch.mkdir()
@@ -1111,13 +1127,16 @@ def main() -> None:
                     options.max_concurrency,
                     options.per_host,
                 )
-                profile = profile_cycle(subset, scratch)
+                for cycle in ("first", "304"):
+                    profile = profile_cycle(subset, scratch, cycle)
+                    if profile is not None:
+                        profiles.append(profile)
         finally:
             for server in servers:
                 server.terminate()
             for server in servers:
                 server.wait()
-    section = report(runs, profile, command, setup, load_before)
+    section = report(runs, profiles, command, setup, load_before)
     print()
     print(section)
     if not options.no_doc:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
 from aggregator.models import Entry, Feed, Match, Outlet
-from aggregator.store import Busy, Store
+from aggregator.store import Busy, Fetched, SaveResult, Store
 from aggregator.store.schema import MIGRATIONS, clusters, schema_migrations
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -158,3 +159,60 @@ def test_only_one_run_holds_the_lock(database_url: str) -> None:
             pass
     with second.exclusive("run"):
         pass
+
+
+def test_save_fetches_stores_several_feeds_in_one_transaction(store: Store) -> None:
+    one, two = add(store), add(store, "https://other.de/rss", "other.de")
+    commits: list[object] = []
+    event.listen(store.engine, "commit", commits.append)
+    results = store.save_fetches(
+        [
+            Fetched(replace(one, etag='"1"'), [entry("a"), entry("b", "Zweiter Artikel")], NOW),
+            Fetched(replace(two, last_status="not_modified"), [], NOW),
+            # A guid listed twice in one batch is stored once.
+            Fetched(replace(one, etag='"2"'), [entry("a"), entry("c", "Dritter Artikel")], NOW),
+        ]
+    )
+    assert len(commits) == 1
+    assert results == [SaveResult(2, 0), SaveResult(0, 0), SaveResult(1, 0)]
+    assert sorted(e.guid for e in store.unclustered()) == ["a", "b", "c"]
+    states = {f.url: f for f in store.feeds()}
+    assert states[one.url].etag == '"2"'
+    assert states[two.url].last_status == "not_modified"
+
+
+def test_url_moves_in_one_batch_are_decided_in_order(store: Store) -> None:
+    """As one transaction per feed would: a URL left by one feed can be taken by the next."""
+    one = add(store, "https://a.de/rss", "a.de")
+    two = add(store, "https://b.de/rss", "b.de")
+    three = add(store, "https://c.de/rss", "c.de")
+    store.save_fetches(
+        [
+            Fetched(replace(one, url="https://a.de/new"), [], NOW),
+            Fetched(replace(two, url="https://a.de/rss"), [], NOW),
+            # Taken by `one` earlier in this batch: three keeps its URL.
+            Fetched(replace(three, url="https://a.de/new"), [], NOW),
+        ]
+    )
+    urls = {f.id: f.url for f in store.feeds()}
+    assert urls == {one.id: "https://a.de/new", two.id: "https://a.de/rss", three.id: three.url}
+
+
+def test_sync_feeds_costs_a_handful_of_statements_for_thousands_of_feeds(store: Store) -> None:
+    wanted = [
+        (f"https://outlet{n % 400}.example/rss/{n}", Outlet(f"outlet{n % 400}", "de"))
+        for n in range(2000)
+    ]
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    sync = partial(store.sync_feeds, source="config", interval_seconds=1800, now=NOW)
+    assert sync(wanted) == 2000
+    first = len(statements)
+    assert first <= 10, statements
+    moved = [(url, Outlet("merged", "en")) for url, _ in wanted[:100]] + wanted[100:]
+    assert sync(moved) == 0
+    assert len(statements) - first <= 10, statements[first:]
+    feeds = store.feeds()
+    assert len(feeds) == 2000
+    assert sum(1 for f in feeds if f.outlet == "merged") == 100
+    assert store.outlet_languages()["merged"] == "en"

@@ -32,7 +32,8 @@ import brotli
 import httpx
 
 from aggregator.config import FetchSettings
-from aggregator.fetch.guard import UnsafeURLError, check_url
+from aggregator.fetch.guard import UnsafeURLError, check_url, host_to_vet, vet_host
+from aggregator.fetch.transport import PerOriginTransport
 from aggregator.models import Feed, FetchResult, FetchStatus
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ _MAX_RETRY_AFTER = timedelta(days=366)
 SLOW_RESPONSE = 5.0
 # How long a host that answered 429/503 without a Retry-After is left alone.
 HOST_PAUSE = timedelta(minutes=5)
+# Unneeded bodies up to this size are read, in at most this many seconds, to keep
+# their connection alive (see _drain).
+_DRAIN_LIMIT = 64 * 1024
+_DRAIN_SECONDS = 1.0
 
 
 class RequestSlots:
@@ -68,6 +73,8 @@ class RequestSlots:
     host go one at a time; after a 429/503 none is sent to it until its
     Retry-After (else HOST_PAUSE) has passed: they fail at once with that time
     as their own retry_after, so policy schedules those feeds later too.
+
+    It also remembers for the run whether each host passed the SSRF guard (`vet`).
     """
 
     def __init__(self, total: int, per_host: int, *, slow_after: float = SLOW_RESPONSE) -> None:
@@ -75,6 +82,7 @@ class RequestSlots:
         self._per_host = per_host
         self._slow_after = slow_after
         self._hosts: dict[str, _Host] = {}
+        self._verdicts: dict[str, asyncio.Future[None]] = {}
 
     @classmethod
     def from_settings(cls, settings: FetchSettings) -> RequestSlots:
@@ -115,6 +123,24 @@ class RequestSlots:
             state.paused_until = max(outcome.retry_after or now + HOST_PAUSE, now)
             state.pause_reason = f"HTTP {outcome.http_status}"
 
+    async def vet(self, host: str) -> None:
+        """The SSRF guard's DNS check of `host`, done once per run and shared.
+
+        getaddrinfo blocks, so it runs in a worker thread; asking once per run
+        rather than per request saves a thread hop and a lookup per feed. The
+        verdict (refusal included) holds for this run only, so a host that
+        moves to a private address is caught at the next run at the latest,
+        as the check-then-connect order allows at all (see `guard`).
+        """
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            verdict = self._verdicts[host] = asyncio.ensure_future(
+                asyncio.to_thread(vet_host, host)
+            )
+            # Retrieved here too, so a refusal nobody awaits any more is not logged as lost.
+            verdict.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await asyncio.shield(verdict)
+
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
         if state is None:
@@ -134,7 +160,7 @@ class _Host:
 
 
 def make_client(settings: FetchSettings) -> httpx.AsyncClient:
-    """An httpx client for `fetch_feed`, its connection pool sized to the global limit.
+    """An httpx client for `fetch_feed`: a pool of `per_host_concurrency` connections per host.
 
     Headers and timeouts are set per request by `fetch_feed`, so any client
     works there. Proxy variables and .netrc are ignored (trust_env=False): the
@@ -142,9 +168,8 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
     change, and .netrc credentials must not be sent to arbitrary feed hosts.
     """
     return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=settings.max_concurrency,
-            max_keepalive_connections=settings.max_concurrency,
+        transport=PerOriginTransport(
+            per_origin=settings.per_host_concurrency, max_pools=settings.max_concurrency
         ),
         follow_redirects=False,
         trust_env=False,
@@ -196,24 +221,36 @@ async def fetch_many(
 ) -> AsyncGenerator[tuple[Feed, FetchResult], None]:
     """Fetch all `feeds` concurrently within the limits; yield each result as it completes.
 
-    Yielding as results arrive lets the caller parse and store each feed in its
-    own transaction while the others are still downloading. Closing the
-    generator early cancels the fetches still running.
+    Yielding as results arrive lets the caller parse and store each feed
+    while the others are still downloading. A fetch starts only while fewer
+    than twice `max_concurrency` results are in flight or waiting for the
+    caller, so a caller slower than the network pauses the downloads instead
+    of letting documents pile up in memory; and a result handed out is no
+    longer referenced here (a finished task would keep its document until the
+    whole run ended). Closing the generator early cancels the fetches still running.
     """
     slots = RequestSlots.from_settings(settings)
+    ahead = asyncio.Semaphore(2 * settings.max_concurrency)
+    finished: asyncio.Queue[tuple[Feed, FetchResult]] = asyncio.Queue()
     async with make_client(settings) as client:
 
-        async def one(feed: Feed) -> tuple[Feed, FetchResult]:
-            return feed, await fetch_feed(client, feed, settings, slots=slots)
+        async def one(feed: Feed) -> None:
+            await ahead.acquire()
+            # fetch_feed turns every problem into a result, so each task puts one here.
+            finished.put_nowait((feed, await fetch_feed(client, feed, settings, slots=slots)))
 
-        tasks = [asyncio.create_task(one(feed)) for feed in feeds]
+        running = {asyncio.create_task(one(feed)) for feed in feeds}
+        for task in running:
+            task.add_done_callback(running.discard)
         try:
-            for next_done in asyncio.as_completed(tasks):
-                yield await next_done
+            for _ in range(len(running)):
+                done = await finished.get()
+                ahead.release()
+                yield done
         finally:
-            for task in tasks:
+            for task in list(running):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*running, return_exceptions=True)
 
 
 class _Refused(Exception):
@@ -257,7 +294,7 @@ async def _fetch_http(
                 paused.url = url
                 return paused
             started = time.monotonic()
-            outcome = await _attempt(client, url, feed, settings)
+            outcome = await _attempt(client, url, feed, settings, slots)
             took = time.monotonic() - started
         slots.report(host, outcome, took)
         elapsed += took
@@ -275,12 +312,12 @@ async def _fetch_http(
 
 
 async def _attempt(
-    client: httpx.AsyncClient, url: str, feed: Feed, settings: FetchSettings
+    client: httpx.AsyncClient, url: str, feed: Feed, settings: FetchSettings, slots: RequestSlots
 ) -> FetchResult | _Redirect:
     """One hop within the wall-clock limit, failures turned into results."""
     try:
         async with asyncio.timeout(settings.total_timeout):
-            return await _exchange(client, url, feed, settings)
+            return await _exchange(client, url, feed, settings, slots)
     except TimeoutError:
         return _failed(url, f"response took longer than {settings.total_timeout:g} s")
     except _FAILURES as exc:
@@ -288,11 +325,12 @@ async def _attempt(
 
 
 async def _exchange(
-    client: httpx.AsyncClient, url: str, feed: Feed, settings: FetchSettings
+    client: httpx.AsyncClient, url: str, feed: Feed, settings: FetchSettings, slots: RequestSlots
 ) -> FetchResult | _Redirect:
     """One request: a final result, or where a redirect points."""
-    # getaddrinfo blocks, so the guard runs in a worker thread.
-    await asyncio.to_thread(check_url, url, allow_private=settings.allow_private_addresses)
+    host = host_to_vet(url, allow_private=settings.allow_private_addresses)
+    if host is not None:
+        await slots.vet(host)
     async with client.stream(
         "GET",
         url,
@@ -302,7 +340,9 @@ async def _exchange(
     ) as response:
         code = response.status_code
         if code in _REDIRECTS:
-            return _redirect(response)
+            target = _redirect(response)
+            await _drain(response)
+            return target
         headers = response.headers
         result = FetchResult(
             url=url,
@@ -329,7 +369,27 @@ async def _exchange(
                 result.content = await _read_capped(response, settings.max_bytes)
                 result.bytes_read = len(result.content)
                 result.status = FetchStatus.OK
+        if result.content is None:
+            await _drain(response)
         return result
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read to its end a body nobody needs (304, error page, redirect) if it is small.
+
+    httpcore puts a connection back into the pool only once the whole response
+    was received; leaving even an empty 304 body unread closes the connection,
+    so every feed of a host would pay a new TCP (and TLS) handshake. Bodies that
+    are not declared small, or do not arrive at once, are left: the connection closes.
+    """
+    declared = response.headers.get("content-length", "")
+    small = response.status_code == 304 or (declared.isdigit() and int(declared) <= _DRAIN_LIMIT)
+    if not small:
+        return
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in response.aiter_raw():
+                pass
 
 
 def _redirect(response: httpx.Response) -> _Redirect:

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _WEB_SCHEMES = ("http", "https")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Instance metadata services hand out cloud credentials; named in the message
 # because "link-local" alone does not tell an operator why that matters.
 _METADATA = frozenset(
@@ -43,12 +42,23 @@ def check_url(url: str, *, allow_private: bool) -> None:
     files, so they count as private). A host that does not resolve is refused
     too: an address that cannot be vetted is not trusted.
     """
+    host = host_to_vet(url, allow_private=allow_private)
+    if host is not None:
+        vet_host(host)
+
+
+def host_to_vet(url: str, *, allow_private: bool) -> str | None:
+    """`check_url` without the DNS lookup: the host whose addresses must still be vetted.
+
+    None when nothing is left to check. Split off so the fetcher can run this
+    part inline and look each host up once per run, in a worker thread.
+    """
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme == "file":
         if not allow_private:
             raise UnsafeURLError(f"file URLs read local files; {_ALLOW_HINT}")
-        return
+        return None
     if scheme not in _WEB_SCHEMES:
         shown = repr(scheme) if scheme else "(none)"
         raise UnsafeURLError(f"scheme {shown} is not allowed (only http and https)")
@@ -56,12 +66,15 @@ def check_url(url: str, *, allow_private: bool) -> None:
     if not host:
         raise UnsafeURLError("URL has no host")
     try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
+        _ = parts.port  # raises on a port that is not a number in range
     except ValueError:
         raise UnsafeURLError(f"invalid port in {parts.netloc!r}") from None
-    if allow_private:
-        return
-    for address in _resolve(host, port):
+    return None if allow_private else host
+
+
+def vet_host(host: str) -> None:
+    """Raise UnsafeURLError unless every address `host` resolves to is public (blocks on DNS)."""
+    for address in _resolve(host):
         kind = non_public_kind(address)
         if kind is not None:
             where = host if host == str(address) else f"{host} resolves to {address}, which"
@@ -94,10 +107,10 @@ def non_public_kind(address: IPAddress) -> str | None:
     return None if address.is_global else "non-public"
 
 
-def _resolve(host: str, port: int) -> list[IPAddress]:
+def _resolve(host: str) -> list[IPAddress]:
     """Every address the OS would connect to; numeric forms like 2130706433 included."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
         raise UnsafeURLError(f"cannot resolve host {host!r}: {reason}") from None

@@ -1,0 +1,365 @@
+"""Fetching many feeds cheaply, and storing them in batches without losing any.
+
+Against real loopback servers and SQLite files: connections are kept alive
+after 304s, each host gets its own small pool, a host passes the SSRF guard's
+DNS check once per run, downloads pause while results wait, and results are
+stored several feeds per transaction; a kill between two commits loses no
+entry that was reported stored, and the next run stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from configfile import write_config
+from feedserver import FeedServer
+from sqlalchemy import event
+from test_fetch import fetch_all, make_settings
+
+from aggregator.config import Settings
+from aggregator.fetch import fetch_feed, fetch_many
+from aggregator.fetch.client import make_client
+from aggregator.models import Entry, Feed, FetchStatus, Outlet
+from aggregator.pipeline import Pipeline
+from aggregator.store import Fetched, SaveResult, Store
+from aggregator.store.writer import BatchWriter
+
+NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+
+# -- connections -----------------------------------------------------------------------
+
+
+class PortServer(ThreadingHTTPServer):
+    """Answers /missing* with a small 404 page and anything else with 304; records client ports.
+
+    The client's port tells which requests shared one TCP connection.
+    """
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        super().__init__(("127.0.0.1", 0), _PortHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _PortHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: PortServer
+
+    def do_GET(self) -> None:
+        self.server.ports.append(self.client_address[1])
+        if self.path.startswith("/missing"):
+            body = b"<h1>Not here</h1>"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_response(304)
+            self.send_header("ETag", '"v1"')
+            self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def port_servers() -> Iterator[list[PortServer]]:
+    servers = [PortServer(), PortServer()]
+    yield servers
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_304s_and_small_error_pages_keep_the_connection_alive(
+    port_servers: list[PortServer],
+) -> None:
+    server = port_servers[0]
+    feeds = [Feed(url=server.url(f"/f{i}.xml"), outlet="o", etag='"v1"') for i in range(4)]
+    feeds += [Feed(url=server.url(f"/missing{i}.xml"), outlet="o") for i in range(3)]
+    results = fetch_all(feeds, make_settings(per_host_concurrency=1))
+    statuses = sorted(r.status.value for _, r in results)
+    assert statuses == ["failed"] * 3 + ["not_modified"] * 4
+    assert len(server.ports) == 7
+    assert len(set(server.ports)) == 1, "every request needed a new connection"
+
+
+@pytest.mark.parametrize(("max_concurrency", "reused"), [(1, False), (2, True)])
+def test_idle_host_pools_beyond_max_concurrency_are_closed_least_recently_used_first(
+    port_servers: list[PortServer], max_concurrency: int, reused: bool
+) -> None:
+    first, second = port_servers
+    settings = make_settings(max_concurrency=max_concurrency)
+    order = [first, second, first]
+
+    async def run() -> None:
+        async with make_client(settings) as client:
+            for server in order:
+                feed = Feed(url=server.url("/f.xml"), outlet="o", etag='"v1"')
+                result = await fetch_feed(client, feed, settings)
+                assert result.status is FetchStatus.NOT_MODIFIED
+
+    asyncio.run(run())
+    assert len(first.ports) == 2
+    assert (first.ports[0] == first.ports[1]) is reused
+
+
+def test_a_host_is_looked_up_once_per_run_and_refused_for_every_feed(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def counting(host: Any, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", counting)
+    urls = [f"http://localhost:{feed_server.port}/f{i}.xml" for i in range(5)]
+    results = fetch_all(
+        [Feed(url=url, outlet="o") for url in urls], make_settings(allow_private_addresses=False)
+    )
+    assert [r.error for _, r in results] == [
+        "localhost resolves to 127.0.0.1, which is a loopback address; "
+        "set fetch.allow_private_addresses = true to allow it"
+    ] * 5
+    assert lookups.count("localhost") == 1
+    assert feed_server.requests == []
+
+
+def test_downloads_pause_while_results_wait_for_the_caller(feed_server: FeedServer) -> None:
+    feeds = [Feed(url=feed_server.add(f"/f{i}.xml", "<rss/>"), outlet="o") for i in range(10)]
+    settings = make_settings(max_concurrency=1, per_host_concurrency=1)
+
+    async def take_one_then_wait() -> int:
+        stream = fetch_many(feeds, settings)
+        async for _ in stream:
+            await asyncio.sleep(0.5)
+            await stream.aclose()
+        return len(feed_server.requests)
+
+    # The one taken, and at most twice max_concurrency fetched ahead of the caller.
+    assert asyncio.run(take_one_then_wait()) <= 3
+
+
+# -- the batch writer -------------------------------------------------------------------------
+
+
+def entry(guid: str, **fields: Any) -> Entry:
+    values: dict[str, Any] = {
+        "url": f"https://example.de/{guid}",
+        "canonical_url": f"https://example.de/{guid}",
+        "title": f"Meldung {guid}",
+        "summary": "Text",
+        "published": NOW - timedelta(hours=1),
+        "content_hash": guid,
+    }
+    return Entry(guid=guid, **(values | fields))
+
+
+class Collected:
+    """What a BatchWriter reports, batch by batch, and a way to wait for it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, SaveResult | Exception]]] = []
+        self.arrived = threading.Condition()
+
+    def __call__(self, batch: list[tuple[str, SaveResult | Exception]]) -> None:
+        with self.arrived:
+            self.batches.append(batch)
+            self.arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> dict[str, SaveResult | Exception]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: sum(map(len, self.batches)) >= count, timeout)
+            return {token: outcome for batch in self.batches for token, outcome in batch}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'batch.db'}")
+
+
+def add(store: Store, n: int) -> Feed:
+    feed, _ = store.add_feed(
+        f"https://example{n}.de/rss", Outlet(f"o{n}"), source="cli", interval_seconds=60, now=NOW
+    )
+    return feed
+
+
+def test_state_only_results_share_a_transaction_and_documents_do_not_wait(store: Store) -> None:
+    feeds = [add(store, n) for n in range(5)]
+    commits: list[object] = []
+    event.listen(store.engine, "commit", commits.append)
+    collected = Collected()
+    writer = BatchWriter(store, collected, linger=0.6)
+    try:
+        for feed in feeds[:4]:
+            writer.submit(Fetched(replace(feed, last_status="not_modified"), [], NOW), feed.url)
+        assert len(collected.wait_for(4, timeout=5)) == 4
+        assert len(commits) == 1 and len(collected.batches) == 1
+        started = datetime.now(UTC)
+        writer.submit(Fetched(feeds[4], [entry("a")], NOW), feeds[4].url, urgent=True)
+        assert collected.wait_for(5, timeout=5)[feeds[4].url] == SaveResult(1, 0)
+        assert datetime.now(UTC) - started < timedelta(seconds=0.4)
+    finally:
+        writer.close()
+    assert {f.last_status for f in store.feeds()[:4]} == {"not_modified"}
+
+
+def test_a_result_that_cannot_be_stored_costs_only_itself(store: Store) -> None:
+    good, bad, other = (add(store, n) for n in range(3))
+    naive = entry("late", published=datetime(2026, 11, 25, 5, 0))
+    collected = Collected()
+    writer = BatchWriter(store, collected, linger=0.5)
+    writer.submit(Fetched(good, [entry("g")], NOW), "good")
+    writer.submit(Fetched(replace(bad, etag='"v2"'), [entry("b"), naive], NOW), "bad")
+    writer.submit(Fetched(other, [entry("o")], NOW), "other")
+    writer.close()
+    outcomes = collected.wait_for(3, timeout=0)
+    assert outcomes["good"] == outcomes["other"] == SaveResult(1, 0)
+    assert "naive datetime" in str(outcomes["bad"])
+    assert sorted(e.guid for e in store.unclustered()) == ["g", "o"]
+    assert {f.url: f.etag for f in store.feeds()}[bad.url] is None
+
+
+class FailingStore(Store):
+    """A database that refuses one feed's results, as a full disk or a bug would."""
+
+    refused = ""
+
+    def save_fetches(self, batch: Any) -> list[SaveResult]:
+        if any(item.feed.url == self.refused for item in batch):
+            raise RuntimeError("disk full")
+        return super().save_fetches(batch)
+
+
+def test_fetch_raises_when_a_result_cannot_be_stored(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    store = FailingStore(f"sqlite:///{tmp_path / 'failing.db'}")
+    urls = [feed_server.add(f"/f{i}.xml", rss(i, 0, items=2)) for i in range(4)]
+    for url in urls:
+        store.add_feed(url, Outlet("o"), source="cli", interval_seconds=60, now=NOW)
+    FailingStore.refused = urls[2]
+    pipeline = Pipeline(Settings(fetch=make_settings()), store)
+    with pytest.raises(RuntimeError, match="disk full"):
+        asyncio.run(pipeline.fetch(all_feeds=True))
+    stored = {e.guid for e in store.unclustered()}
+    assert "q2-0" not in stored and {"q0-0", "q1-1", "q3-0"} <= stored
+
+
+# -- a kill between two commits ------------------------------------------------------------------
+
+# Runs the fetch stage and kills itself (SIGKILL) right after the Nth feed was
+# reported stored; prints each reported feed first.
+KILLED_RUN = """
+import asyncio, os, signal, sys
+from aggregator import config
+from aggregator.pipeline import Pipeline
+from aggregator.store import Store
+
+settings = config.load(sys.argv[1])
+pipeline = Pipeline(settings, Store(settings.database_url))
+pipeline.sync_config()
+kill_after = int(sys.argv[2])
+reported = []
+
+def progress(feed, result):
+    reported.append(feed.url)
+    print(feed.url, flush=True)
+    if len(reported) == kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+summary = asyncio.run(pipeline.fetch(all_feeds=True, progress=progress))
+print(summary.line(), flush=True)
+"""
+FEEDS, ITEMS = 12, 5
+
+
+def rss(number: int, version: int, items: int = ITEMS) -> str:
+    """Feed `number` at `version`: each version adds `items` new items."""
+    base = datetime(2026, 11, 20, tzinfo=UTC)
+    body = "".join(
+        f"<item><title>Meldung {i} von Quelle {number}</title>"
+        f"<link>https://quelle{number}.example/{i}</link>"
+        f'<guid isPermaLink="false">q{number}-{i}</guid>'
+        f"<pubDate>{format_datetime(base + timedelta(hours=i))}</pubDate></item>"
+        for i in range((version + 1) * items)
+    )
+    return f'<rss version="2.0"><channel><title>Quelle {number}</title>{body}</channel></rss>'
+
+
+def run_fetch(config: Path, kill_after: int = 0) -> tuple[int, list[str]]:
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(config), str(kill_after)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    return process.returncode, process.stdout.splitlines()
+
+
+def test_a_kill_between_commits_loses_no_reported_entry_and_a_rerun_stores_nothing_twice(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    paths = [f"/q{n}.xml" for n in range(FEEDS)]
+    urls = [feed_server.add(path, rss(n, 0), etag='"v0"') for n, path in enumerate(paths)]
+    database = tmp_path / "kill.db"
+    config = write_config(
+        tmp_path / "kill.toml",
+        {
+            "database": {"url": f"sqlite:///{database}"},
+            "fetch": {"allow_private_addresses": True},
+            "outlets": [{"name": f"quelle{n}", "feeds": [url]} for n, url in enumerate(urls)],
+        },
+    )
+    assert run_fetch(config)[0] == 0
+    # Half the feeds publish more (full answers); the others answer 304.
+    changed = set(range(0, FEEDS, 2))
+    for n in changed:
+        feed_server.add(paths[n], rss(n, 1), etag='"v1"')
+
+    code, reported = run_fetch(config, kill_after=1)
+    assert code == -signal.SIGKILL and reported
+
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        guids = {row[0] for row in db.execute("SELECT guid FROM entries")}
+        etags = dict(db.execute("SELECT url, etag FROM feeds").fetchall())
+    for url in reported:
+        n = urls.index(url)
+        if n in changed:
+            assert etags[url] == '"v1"'
+            assert {f"q{n}-{i}" for i in range(2 * ITEMS)} <= guids
+
+    code, lines = run_fetch(config)
+    assert code == 0, lines
+    with sqlite3.connect(database) as db:
+        rows = [row[0] for row in db.execute("SELECT guid FROM entries")]
+        etags = dict(db.execute("SELECT url, etag FROM feeds").fetchall())
+    versions = {n: 2 if n in changed else 1 for n in range(FEEDS)}
+    expected = [f"q{n}-{i}" for n, count in versions.items() for i in range(count * ITEMS)]
+    assert sorted(rows) == sorted(expected)
+    assert all(etags[urls[n]] == ('"v1"' if n in changed else '"v0"') for n in range(FEEDS))
