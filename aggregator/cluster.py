@@ -80,13 +80,16 @@ TUNING = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cluster:
     """A cluster's members inside the window and what the index and centroid need of them."""
 
     members: deque[int] = field(default_factory=deque)
     # Index tokens -> how many members have them (a token leaves the index at 0).
-    tokens: Counter[str] = field(default_factory=Counter)
+    # None while the founder is the only member: its weights are the tokens then,
+    # and most clusters of a big window are single entries, so this saves a
+    # table the size of the entry's vocabulary per cluster.
+    tokens: Counter[str] | None = None
     # Story centroid: title token -> members having it, and the centroid's squared
     # TF-IDF length, kept up to date as members come and go and recomputed in
     # full when the collection grew by 5 % (IDF drifts slowly).
@@ -131,35 +134,43 @@ class _Window:
     newest: datetime | None = None
 
     def insert(self, features: Features, cluster_id: int) -> None:
-        item = features.item
-        self.features[item.id] = features
-        self.cluster_of[item.id] = cluster_id
+        self.features[features.id] = features
+        self.cluster_of[features.id] = cluster_id
+        postings = self.postings
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
             cluster = self.clusters[cluster_id] = _Cluster()
-        cluster.members.append(item.id)
-        counts, postings = cluster.tokens, self.postings
-        for token in features.weights:
-            if not counts[token]:
+            for token in features.weights:
                 posting = postings.get(token)
                 if posting is None:
                     postings[token] = {cluster_id}
                 else:
                     posting.add(cluster_id)
-            counts[token] += 1
+        else:
+            counts = self._tokens(cluster)
+            for token in features.weights:
+                if not counts[token]:
+                    posting = postings.get(token)
+                    if posting is None:
+                        postings[token] = {cluster_id}
+                    else:
+                        posting.add(cluster_id)
+                counts[token] += 1
+        cluster.members.append(features.id)
         if self.use_profile:
             cluster.update_profile(features, 1, self.frequencies)
-        if item.canonical_url:
-            self.by_url.setdefault(item.canonical_url, item.id)
+        if features.canonical_url:
+            self.by_url.setdefault(features.canonical_url, features.id)
         if features.text_key:
-            self.by_text.setdefault(features.text_key, item.id)
-        heapq.heappush(self.heap, (item.published, item.id))
-        if self.newest is None or item.published > self.newest:
-            self.newest = item.published
+            self.by_text.setdefault(features.text_key, features.id)
+        heapq.heappush(self.heap, (features.published, features.id))
+        if self.newest is None or features.published > self.newest:
+            self.newest = features.published
 
     def merge(self, absorbed: int, into: int) -> None:
         """Move every member, index entry and centroid count of `absorbed` to `into`."""
         gone, target = self.clusters.pop(absorbed), self.clusters[into]
+        counts, gone_counts = self._tokens(target), self._tokens(gone)  # before members move
         for item_id in gone.members:
             self.cluster_of[item_id] = into
         # Oldest first, as `_Cluster.members` is kept: the sample's anchor stays the oldest.
@@ -167,16 +178,32 @@ class _Window:
             sorted((*target.members, *gone.members), key=lambda m: (self.features[m].hours, m))
         )
         postings = self.postings
-        for token, count in gone.tokens.items():
+        for token, count in gone_counts.items():
             posting = postings[token]
             posting.discard(absorbed)
             posting.add(into)
-            target.tokens[token] += count
+            counts[token] += count
         target.profile.update(gone.profile)
         target.normed_at = 0  # the centroid's length is recomputed on next use
 
+    def _tokens(self, cluster: _Cluster) -> Counter[str]:
+        """The cluster's token counts, made explicit when its founder is no longer alone."""
+        if cluster.tokens is None:
+            founder = self.features[cluster.members[0]]
+            cluster.tokens = Counter(dict.fromkeys(founder.weights, 1))
+        return cluster.tokens
+
     def _unindex(self, cluster_id: int, cluster: _Cluster, features: Features) -> None:
-        counts, postings = cluster.tokens, self.postings
+        """Take a leaving member's tokens out of its cluster's counts and the postings."""
+        postings = self.postings
+        if cluster.tokens is None:  # the founder alone: every token leaves the index
+            for token in features.weights:
+                posting = postings[token]
+                posting.discard(cluster_id)
+                if not posting:
+                    del postings[token]
+            return
+        counts = cluster.tokens
         for token in features.weights:
             counts[token] -= 1
             if not counts[token]:
@@ -201,7 +228,7 @@ class _Window:
                 del self.clusters[cluster_id]
             elif self.use_profile:
                 cluster.update_profile(features, -1, self.frequencies)
-            url = features.item.canonical_url
+            url = features.canonical_url
             if url and self.by_url.get(url) == item_id:
                 del self.by_url[url]
             if features.text_key and self.by_text.get(features.text_key) == item_id:
@@ -342,15 +369,14 @@ class Clusterer:
 
     def _decide(self, features: Features) -> tuple[Match, list[int]]:
         """The match for a new item, and the candidate clusters it was compared with."""
-        item = features.item
         state = self._state
         for key, index, reason in (
-            (item.canonical_url, state.by_url, "same canonical URL"),
+            (features.canonical_url, state.by_url, "same canonical URL"),
             (features.text_key, state.by_text, "same normalized text"),
         ):
             other = index.get(key) if key else None
             if other is not None and self._within(features, state.features[other]):
-                return Match(item.id, state.cluster_of[other], other, 100.0, reason), []
+                return Match(features.id, state.cluster_of[other], other, 100.0, reason), []
         best: _Verdict | None = None
         score = self._profile_score if self.tuning.use_profile else self._members_score
         candidates = self._candidate_clusters(features)
@@ -359,10 +385,10 @@ class Clusterer:
             if verdict is not None and (best is None or verdict.score > best.score):
                 best = verdict
         if best is None:
-            return Match(item.id, item.id, None, 100.0, "new cluster"), candidates
+            return Match(features.id, features.id, None, 100.0, "new cluster"), candidates
         matched = state.features[best.matched]
         reason = explain_pair(features, matched, self.tuning) + best.note
-        match = Match(item.id, best.cluster_id, best.matched, round(best.score, 1), reason)
+        match = Match(features.id, best.cluster_id, best.matched, round(best.score, 1), reason)
         return match, candidates
 
     def _within(self, a: Features, b: Features) -> bool:
@@ -446,11 +472,9 @@ class Clusterer:
         if score < self.threshold:
             return None
         recent = [state.features[m] for m in self._sample(cluster)]
-        matched = max(
-            recent, key=lambda m: (len(m.title_tokens & features.title_tokens), -m.item.id)
-        )
+        matched = max(recent, key=lambda m: (len(m.title_tokens & features.title_tokens), -m.id))
         note = f"; shares {score:.0f}% of the story's key words ({len(cluster.members)} members)"
-        return _Verdict(score, cluster_id, matched.item.id, note)
+        return _Verdict(score, cluster_id, matched.id, note)
 
 
 def cluster_items(items: Iterable[Item], settings: ClusterSettings) -> list[Match]:

@@ -96,9 +96,15 @@ class Tuning:
 
 @dataclass(frozen=True, slots=True)
 class Features:
-    """An item normalized once: what scoring and indexing read."""
+    """An item normalized once: what scoring and indexing read.
 
-    item: Item
+    It keeps of the item only what the window needs (not the raw headline and
+    lead), so a window of 100,000 entries does not hold their texts twice.
+    """
+
+    id: int
+    published: datetime
+    canonical_url: str | None
     language: str
     title: str  # stems joined by spaces, boilerplate removed
     lead: str
@@ -175,8 +181,9 @@ def reweigh(features: Features, frequencies: DocumentFrequencies) -> Features:
     f = features
     # Built directly: `dataclasses.replace` costs several times more on this hot path.
     return Features(
-        f.item, f.language, f.title, f.lead, f.title_numbers, f.title_tokens, weights,
-        mass, total, norm, frequencies.documents, f.hours, f.text_key, f.title_is_weak,
+        f.id, f.published, f.canonical_url, f.language, f.title, f.lead, f.title_numbers,
+        f.title_tokens, weights, mass, total, norm, frequencies.documents, f.hours, f.text_key,
+        f.title_is_weak,
     )  # fmt: skip
 
 
@@ -194,13 +201,16 @@ class _Text:
     title_is_weak: bool
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=20_000)
 def _analyze(headline: str, summary: str, language: str | None, lead_tokens: int) -> _Text:
     """Normalize a headline (boilerplate already removed) and a lead.
 
     Cached by the texts themselves: agency copy runs under many outlets'
     names with the same headline and lead, and a feed re-fetched shows the
     same entries again, so on a long stream most items are analyzed once.
+    Copies arrive within hours of each other, so the last 20,000 texts
+    suffice; the cache holds the raw texts, about 1 KB each, which a cache
+    the size of a big window (100,000 entries) would add to its memory.
     """
     language = text.language_code(language) or text.guess_language(headline, lead=summary)
     lead = text.tokens(summary, language)[:lead_tokens]
@@ -237,7 +247,9 @@ def featurize(
     frequencies.observe(found.index_tokens)
     weights, mass, norm, total = _weigh(found.index_tokens, found.title_tokens, frequencies)
     return Features(
-        item=item,
+        id=item.id,
+        published=item.published,
+        canonical_url=item.canonical_url,
         language=found.language,
         title=found.title,
         lead=found.lead,
