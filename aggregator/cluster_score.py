@@ -9,12 +9,12 @@ before, which keeps a batch run and a one-by-one run identical.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from rapidfuzz import fuzz
 
@@ -201,17 +201,38 @@ class _Text:
     title_is_weak: bool
 
 
-@lru_cache(maxsize=20_000)
-def _analyze(headline: str, summary: str, language: str | None, lead_tokens: int) -> _Text:
-    """Normalize a headline (boilerplate already removed) and a lead.
+class _AnalysisCache:
+    """The analyses of the last `size` distinct texts, keyed by a digest of the texts.
 
-    Cached by the texts themselves: agency copy runs under many outlets'
-    names with the same headline and lead, and a feed re-fetched shows the
-    same entries again, so on a long stream most items are analyzed once.
-    Copies arrive within hours of each other, so the last 20,000 texts
-    suffice; the cache holds the raw texts, about 1 KB each, which a cache
-    the size of a big window (100,000 entries) would add to its memory.
+    Agency copy runs under many outlets' names with the same headline and
+    lead, and a feed re-fetched shows the same entries again, so on a long
+    stream most items are analyzed once. The key is a 128-bit BLAKE2 digest,
+    not the texts: a cache the size of a big window (100,000 entries) would
+    otherwise keep every raw headline and lead alive, about 1 KB each.
     """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._analyses: OrderedDict[bytes, _Text] = OrderedDict()
+
+    def __call__(self, headline: str, summary: str, language: str | None, limit: int) -> _Text:
+        key = hashlib.blake2b(
+            f"{language}\x00{limit}\x00{headline}\x00{summary}".encode(errors="surrogatepass"),
+            digest_size=16,
+        ).digest()
+        analyses = self._analyses
+        found = analyses.get(key)
+        if found is None:
+            found = analyses[key] = _analyze_texts(headline, summary, language, limit)
+            if len(analyses) > self.size:
+                analyses.popitem(last=False)
+        else:
+            analyses.move_to_end(key)
+        return found
+
+
+def _analyze_texts(headline: str, summary: str, language: str | None, lead_tokens: int) -> _Text:
+    """Normalize a headline (boilerplate already removed) and a lead."""
     language = text.language_code(language) or text.guess_language(headline, lead=summary)
     lead = text.tokens(summary, language)[:lead_tokens]
     title = text.tokens(headline, language)
@@ -233,6 +254,9 @@ def _analyze(headline: str, summary: str, language: str | None, lead_tokens: int
         text_key=f"{title_text}\n{lead_text}" if len(title) + len(lead) >= 4 else None,
         title_is_weak=weak and bool(lead),
     )
+
+
+_analyze = _AnalysisCache(100_000)
 
 
 def featurize(
