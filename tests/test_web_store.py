@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from webdata import NOW, clustered, seeded
 
+from aggregator import models
 from aggregator.cluster import Merge
 from aggregator.config import Settings
 from aggregator.dedupe import dedupe, gold_report, load_rows
 from aggregator.pipeline import Pipeline
-from aggregator.store import Store
+from aggregator.store import Fetched, Store
 from aggregator.store import dashboard as dashboard_module
 from aggregator.store.dashboard import MERGE, SPLIT, DashboardStore, apply_corrections
 
@@ -167,6 +169,93 @@ def test_search_folds_umlauts_and_filters(database_url: str) -> None:
     )
     if store.engine.dialect.name == "sqlite":
         assert [h.entry.id for h in data.search("arger")] == ids["hostile"]
+
+
+# Entries as a fetch brings them: (guid, headline); the lead repeats the headline.
+Items = list[tuple[str, str]]
+
+
+def _fetched(store: Store, outlet: str, items: Items) -> Fetched:
+    feed, _ = store.add_feed(
+        f"https://{outlet}/feed.xml",
+        models.Outlet(outlet, "de"),
+        source="config",
+        interval_seconds=1800,
+        now=NOW,
+    )
+    items_as_entries = [
+        models.Entry(
+            guid=guid,
+            url=f"https://{outlet}/{guid}.html",
+            canonical_url=f"https://{outlet}/{guid}.html",
+            title=title,
+            summary=f"{title}. Mehr in Kürze.",
+            published=NOW - timedelta(minutes=10),
+            language="de",
+            content_hash=hashlib.sha256(title.encode()).hexdigest(),
+        )
+        for guid, title in items
+    ]
+    return Fetched(feed, items_as_entries, NOW)
+
+
+def _found(store: Store, query: str) -> set[str]:
+    return {hit.entry.guid for hit in DashboardStore(store).search(query)}
+
+
+def _assert_search_index_matches_entries(store: Store) -> None:
+    """SQLite: FTS5 compares its index with `entries`, row by row (missing, stale or twice)."""
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO entries_fts(entries_fts, rank) VALUES ('integrity-check', 1)")
+            )
+
+
+def test_search_finds_entries_of_a_save_fetches_batch_and_their_edits(
+    database_url: str,
+) -> None:
+    store = Store(database_url)
+    store.save_fetches(
+        [
+            _fetched(store, "a.de", [("a1", "Hochwasser in Passau"), ("a2", "Deichbruch")]),
+            _fetched(store, "b.de", [("b1", "Hochwasser: Passau evakuiert")]),
+            _fetched(store, "c.de", []),
+        ]
+    )
+    assert _found(store, "Passau") == {"a1", "b1"}
+    results = store.save_fetches(
+        [
+            # a1's headline changed: found by its new words, no longer by its old ones.
+            _fetched(store, "a.de", [("a1", "Pegel in Passau sinkt"), ("a3", "Brückensperrung")]),
+            _fetched(store, "c.de", [("c1", "Passauer Pegel sinkt wieder")]),
+        ]
+    )
+    assert [(r.new, r.updated) for r in results] == [(1, 1), (1, 0)]
+    assert _found(store, "Passau") == {"a1", "b1", "c1"}
+    assert _found(store, "Pegel sinkt") == {"a1", "c1"}
+    assert _found(store, "Hochwasser") == {"b1"}
+    assert _found(store, "Brückensperrung") == {"a3"}
+    assert _found(store, "Deichbruch") == {"a2"}
+    _assert_search_index_matches_entries(store)
+
+
+def test_a_failed_edit_leaves_the_search_index_as_it_was(database_url: str) -> None:
+    store = Store(database_url)
+    store.save_fetches([_fetched(store, "a.de", [("a1", "Hochwasser in Passau")])])
+
+    def fail_after_the_update(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE entries SET"):
+            raise RuntimeError("crash after the edit, before the commit")
+
+    event.listen(store.engine, "after_cursor_execute", fail_after_the_update)
+    edit = _fetched(store, "a.de", [("a1", "Pegel in Passau sinkt"), ("a2", "Deichbruch")])
+    with pytest.raises(RuntimeError, match="before the commit"):
+        store.save_fetches([edit])
+    event.remove(store.engine, "after_cursor_execute", fail_after_the_update)
+    assert _found(store, "Hochwasser") == {"a1"}
+    assert _found(store, "Pegel") == _found(store, "Deichbruch") == set()
+    _assert_search_index_matches_entries(store)
 
 
 def test_split_survives_reclustering_and_becomes_a_labelled_example(
