@@ -22,7 +22,15 @@ from starlette.routing import BaseRoute, Route
 from aggregator.digest.records import isoformat
 from aggregator.store.dashboard import DashboardStore, Hit
 from aggregator.web import auth, present
-from aggregator.web.state import Dashboard, hours_param, int_param, state, story_id, when_param
+from aggregator.web.state import (
+    Dashboard,
+    hours_param,
+    int_param,
+    state,
+    story_id,
+    text_param,
+    when_param,
+)
 
 GROWTH_WINDOW = timedelta(hours=2)
 
@@ -94,7 +102,7 @@ async def gaps(request: Request) -> Response:
     options = dashboard.settings.dashboard
     hours = hours_param(request)
     k = int_param(request, "min_outlets", options.gap_min_outlets, 1, 1000)
-    chosen = request.query_params.get("outlet", "").strip()
+    chosen = text_param(request, "outlet")
     home = [chosen] if chosen else list(options.home_outlets)
     now = dashboard.clock()
     since = now - timedelta(hours=hours)
@@ -163,11 +171,11 @@ class SearchParams:
 def search_params(request: Request, dashboard: Dashboard) -> SearchParams:
     now = dashboard.clock()
     return SearchParams(
-        q=request.query_params.get("q", "").strip()[:200],
+        q=text_param(request, "q"),
         since=when_param(request, "since", now),
         until=when_param(request, "until", now),
-        outlet=request.query_params.get("outlet", "").strip() or None,
-        language=request.query_params.get("language", "").strip() or None,
+        outlet=text_param(request, "outlet") or None,
+        language=text_param(request, "language") or None,
         min_outlets=int_param(request, "min_outlets", 1, 1, 1000),
         limit=int_param(request, "limit", 100, 1, 500),
     )

@@ -46,6 +46,7 @@ from aggregator.web.state import (
     int_param,
     state,
     story_id,
+    text_param,
     utcnow,
 )
 
@@ -219,7 +220,7 @@ async def now_fragment(request: Request) -> Response:
 
 
 def _gap_outlet(request: Request) -> list[str]:
-    chosen = request.query_params.get("outlet")
+    chosen = text_param(request, "outlet")
     return [chosen] if chosen else list(state(request).settings.dashboard.home_outlets)
 
 

@@ -6,6 +6,7 @@ Both the pages and the JSON API read parameters the same way, so a bad
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -104,6 +105,19 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     if not low <= value <= high:
         raise HTTPException(400, f"{name}: {value} is not between {low} and {high}")
     return value
+
+
+def text_param(request: Request, name: str, limit: int = 200) -> str:
+    """A text query parameter, trimmed, without control characters, at most `limit` long.
+
+    PostgreSQL refuses NUL in text, and no outlet name or search word holds a
+    control character, so they are dropped here rather than failing a query.
+    """
+    raw = request.query_params.get(name, "")
+    return _CONTROLS.sub("", raw).strip()[:limit]
+
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f]")
 
 
 def hours_param(request: Request) -> int:
