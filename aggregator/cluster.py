@@ -129,7 +129,7 @@ class _Window:
     clusters: dict[int, _Cluster] = field(default_factory=dict)
     postings: dict[str, set[int]] = field(default_factory=dict)
     by_url: dict[str, int] = field(default_factory=dict)
-    by_text: dict[str, int] = field(default_factory=dict)
+    by_text: dict[bytes, int] = field(default_factory=dict)
     heap: list[tuple[datetime, int]] = field(default_factory=list)
     newest: datetime | None = None
 
@@ -370,11 +370,11 @@ class Clusterer:
     def _decide(self, features: Features) -> tuple[Match, list[int]]:
         """The match for a new item, and the candidate clusters it was compared with."""
         state = self._state
-        for key, index, reason in (
-            (features.canonical_url, state.by_url, "same canonical URL"),
-            (features.text_key, state.by_text, "same normalized text"),
+        url, text_key = features.canonical_url, features.text_key
+        for other, reason in (
+            (state.by_url.get(url) if url else None, "same canonical URL"),
+            (state.by_text.get(text_key) if text_key else None, "same normalized text"),
         ):
-            other = index.get(key) if key else None
             if other is not None and self._within(features, state.features[other]):
                 return Match(features.id, state.cluster_of[other], other, 100.0, reason), []
         best: _Verdict | None = None

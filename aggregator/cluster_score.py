@@ -117,7 +117,7 @@ class Features:
     title_norm: float  # Euclidean length of the title tokens' weights
     weighed_at: int  # documents seen when `weights` were computed
     hours: float  # publication time, hours since the epoch
-    text_key: str | None  # exact-duplicate key, None when too short to trust
+    text_key: bytes | None  # exact-duplicate key, None when too short to trust
     title_is_weak: bool  # clickbait or near-empty: the lead decides
 
 
@@ -197,8 +197,14 @@ class _Text:
     title_numbers: frozenset[str]
     title_tokens: frozenset[str]
     index_tokens: tuple[str, ...]  # sorted: weights are built in this order
-    text_key: str | None
+    text_key: bytes | None
     title_is_weak: bool
+
+
+def _digest(*texts: str) -> bytes:
+    """A 128-bit BLAKE2 digest of the texts: a key that does not keep them alive."""
+    joined = "\x00".join(texts)
+    return hashlib.blake2b(joined.encode(errors="surrogatepass"), digest_size=16).digest()
 
 
 class _AnalysisCache:
@@ -216,10 +222,7 @@ class _AnalysisCache:
         self._analyses: OrderedDict[bytes, _Text] = OrderedDict()
 
     def __call__(self, headline: str, summary: str, language: str | None, limit: int) -> _Text:
-        key = hashlib.blake2b(
-            f"{language}\x00{limit}\x00{headline}\x00{summary}".encode(errors="surrogatepass"),
-            digest_size=16,
-        ).digest()
+        key = _digest(str(language), str(limit), headline, summary)
         analyses = self._analyses
         found = analyses.get(key)
         if found is None:
@@ -251,7 +254,7 @@ def _analyze_texts(headline: str, summary: str, language: str | None, lead_token
         index_tokens=tuple(sorted(title_tokens.union(lead))),
         # Same stems in the same order, outlet boilerplate removed: a syndicated
         # copy (agency text under another outlet's name) or a re-post.
-        text_key=f"{title_text}\n{lead_text}" if len(title) + len(lead) >= 4 else None,
+        text_key=_digest(title_text, lead_text) if len(title) + len(lead) >= 4 else None,
         title_is_weak=weak and bool(lead),
     )
 
