@@ -472,7 +472,8 @@ class Clusterer:
         if score < self.threshold:
             return None
         recent = [state.features[m] for m in self._sample(cluster)]
-        matched = max(recent, key=lambda m: (len(m.title_tokens & features.title_tokens), -m.id))
+        title = set(features.title_tokens)
+        matched = max(recent, key=lambda m: (len(title.intersection(m.title_tokens)), -m.id))
         note = f"; shares {score:.0f}% of the story's key words ({len(cluster.members)} members)"
         return _Verdict(score, cluster_id, matched.id, note)
 
