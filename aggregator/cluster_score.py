@@ -226,8 +226,10 @@ class _AnalysisCache:
     Agency copy runs under many outlets' names with the same headline and
     lead, and a feed re-fetched shows the same entries again, so on a long
     stream most items are analyzed once. The key is a 128-bit BLAKE2 digest,
-    not the texts: a cache the size of a big window (100,000 entries) would
-    otherwise keep every raw headline and lead alive, about 1 KB each.
+    not the texts, which would keep every raw headline and lead alive (about
+    1 KB each). Copies arrive within hours of each other, so the last 50,000
+    texts (a day and a half of 2,000 busy feeds) find nearly all of them; the
+    cache costs about 0.6 KB a text beyond what the matcher's window shares.
     """
 
     def __init__(self, size: int) -> None:
@@ -272,7 +274,7 @@ def _analyze_texts(headline: str, summary: str, language: str | None, lead_token
     )
 
 
-_analyze = _AnalysisCache(100_000)
+_analyze = _AnalysisCache(50_000)
 
 
 def featurize(
