@@ -136,26 +136,21 @@ class _Window:
     def insert(self, features: Features, cluster_id: int) -> None:
         self.features[features.id] = features
         self.cluster_of[features.id] = cluster_id
-        postings = self.postings
         cluster = self.clusters.get(cluster_id)
-        if cluster is None:
+        if cluster is None:  # a founder: every token is new to its cluster
             cluster = self.clusters[cluster_id] = _Cluster()
-            for token in features.weights:
-                posting = postings.get(token)
-                if posting is None:
-                    postings[token] = {cluster_id}
-                else:
-                    posting.add(cluster_id)
+            arriving: Iterable[str] = features.weights
         else:
             counts = self._tokens(cluster)
-            for token in features.weights:
-                if not counts[token]:
-                    posting = postings.get(token)
-                    if posting is None:
-                        postings[token] = {cluster_id}
-                    else:
-                        posting.add(cluster_id)
-                counts[token] += 1
+            arriving = [token for token in features.weights if not counts[token]]
+            counts.update(features.weights.keys())
+        postings = self.postings
+        for token in arriving:
+            posting = postings.get(token)
+            if posting is None:
+                postings[token] = {cluster_id}
+            else:
+                posting.add(cluster_id)
         cluster.members.append(features.id)
         if self.use_profile:
             cluster.update_profile(features, 1, self.frequencies)
@@ -195,23 +190,21 @@ class _Window:
 
     def _unindex(self, cluster_id: int, cluster: _Cluster, features: Features) -> None:
         """Take a leaving member's tokens out of its cluster's counts and the postings."""
-        postings = self.postings
+        leaving: Iterable[str]
         if cluster.tokens is None:  # the founder alone: every token leaves the index
-            for token in features.weights:
-                posting = postings[token]
-                posting.discard(cluster_id)
-                if not posting:
-                    del postings[token]
-            return
-        counts = cluster.tokens
-        for token in features.weights:
-            counts[token] -= 1
-            if not counts[token]:
+            leaving = features.weights
+        else:
+            counts = cluster.tokens
+            counts.subtract(features.weights.keys())
+            leaving = [token for token in features.weights if not counts[token]]
+            for token in leaving:
                 del counts[token]
-                posting = postings[token]
-                posting.discard(cluster_id)
-                if not posting:
-                    del postings[token]
+        postings = self.postings
+        for token in leaving:
+            posting = postings[token]
+            posting.discard(cluster_id)
+            if not posting:
+                del postings[token]
 
     def evict_before(self, horizon: datetime) -> None:
         while self.heap and self.heap[0][0] < horizon:
