@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     RowMapping,
@@ -118,6 +119,11 @@ def _feed(row: RowMapping) -> Feed:
         disabled_reason=row["disabled_reason"],
         failing_since=row["failing_since"],
     )
+
+
+def _clustered_since(since: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Entries the matcher's window holds: clustered, published since `since`."""
+    return entries.c.cluster_id.is_not(None), entries.c.published >= since
 
 
 def _entry(row: RowMapping) -> Entry:
@@ -541,19 +547,15 @@ class Store:
 
     def clustered_since(self, since: datetime) -> list[tuple[Entry, Match]]:
         """Clustered entries published since `since`, to prime the matcher's window."""
-        query = (
-            _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_not(None))
-            .where(entries.c.published >= since)
-            .order_by(entries.c.published, entries.c.id)
+        query = _ENTRIES_WITH_OUTLET.where(*_clustered_since(since)).order_by(
+            entries.c.published, entries.c.id
         )
         with self._tx() as conn:
             return [(_entry(row), _match(row)) for row in conn.execute(query).mappings()]
 
     def cluster_assignments(self, since: datetime) -> dict[int, int]:
         """Entry id -> cluster id of every clustered entry published since `since`."""
-        query = select(entries.c.id, entries.c.cluster_id).where(
-            entries.c.cluster_id.is_not(None), entries.c.published >= since
-        )
+        query = select(entries.c.id, entries.c.cluster_id).where(*_clustered_since(since))
         with self._tx() as conn:
             return {row.id: row.cluster_id for row in conn.execute(query)}
 
