@@ -33,11 +33,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aggregator import text
+from aggregator import cluster_ahead, text
 from aggregator.cluster_score import (
     DocumentFrequencies,
     Features,
@@ -285,8 +285,7 @@ class Clusterer:
 
     def prime(self, item: Item, match: Match) -> None:
         """Load an entry clustered earlier (e.g. from the database) without re-deciding it."""
-        self._advance(item.published)
-        self._state.insert(self._featurize(item), match.cluster_id)
+        self.prime_many([(item, match)])
 
     def add(self, item: Item) -> Match:
         """Assign a new item to an existing cluster or found a new one.
@@ -295,8 +294,40 @@ class Clusterer:
         cluster of the same story (see `take_merges`); the returned match
         names the surviving cluster.
         """
-        self._advance(item.published)
-        features = self._featurize(item)
+        return self._place(self._featurize(item))
+
+    def add_many(self, items: Iterable[Item], count: int | None = None) -> Iterator[Match]:
+        """`add` for each item in order, lazily; a long batch is normalized in a second process.
+
+        `count` (how many items there are; `len(items)` if not given) decides
+        whether a second process pays. The matches, merges and the state left
+        behind are those of calling `add` item by item.
+        """
+        return map(self._place, self._normalized(items, count))
+
+    def prime_many(self, clustered: Sequence[tuple[Item, Match]]) -> None:
+        """`prime` for each (item, match) in order; a long window is normalized in parallel."""
+        normalized = self._normalized([item for item, _ in clustered])
+        for features, (_, match) in zip(normalized, clustered, strict=True):
+            self._advance(features.published)
+            self._state.insert(features, match.cluster_id)
+
+    def _normalized(self, items: Iterable[Item], count: int | None = None) -> Iterator[Features]:
+        if count is None:
+            count = len(items) if isinstance(items, Sized) else 0
+        if not self.settings.parallel or count < cluster_ahead.MIN_ENTRIES:
+            yield from map(self._featurize, items)
+            return
+        ahead = cluster_ahead.AheadNormalizer(
+            items, self.boilerplate, self.frequencies, self.tuning
+        )
+        try:
+            yield from ahead
+        finally:
+            self.boilerplate = ahead.boilerplate
+
+    def _place(self, features: Features) -> Match:
+        self._advance(features.published)
         match, candidates = self._decide(features)
         self._state.insert(features, match.cluster_id)
         if self.tuning.merge_threshold is not None and match.matched_id is not None:
@@ -474,7 +505,7 @@ class Clusterer:
 def cluster_items(items: Iterable[Item], settings: ClusterSettings) -> list[Match]:
     """Batch clustering: exactly `Clusterer.add` applied in order, then its merges applied."""
     clusterer = Clusterer(settings)
-    matches = [clusterer.add(item) for item in items]
+    matches = list(clusterer.add_many(list(items)))
     return resolve_merges(matches, clusterer.take_merges())
 
 

@@ -163,7 +163,7 @@ def dedupe(rows: Iterable[Row], settings: ClusterSettings) -> list[Cluster]:
     """Cluster the rows; clusters in order of their first report, story merges applied."""
     clusterer = Clusterer(settings)
     entries = [entry for _, entry in to_entries(rows)]
-    issued = [clusterer.add(Item.from_entry(entry)) for entry in entries]
+    issued = list(clusterer.add_many([Item.from_entry(entry) for entry in entries]))
     matches = resolve_merges(issued, clusterer.take_merges())
     clusters: dict[int, Cluster] = {}
     for entry, match in zip(entries, matches, strict=True):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from aggregator.digest import build_digest
 from aggregator.digest.render import render
 from aggregator.fetch import apply_result, fetch_many
 from aggregator.mail.service import SendSummary, send_due, send_retries
-from aggregator.models import Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
+from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
 from aggregator.parse_pool import Parsers
 from aggregator.store import Fetched, SaveResult, Store
 from aggregator.store.dashboard import apply_corrections
@@ -297,8 +298,10 @@ class Pipeline:
     def cluster(self) -> int:
         """Assign every unclustered entry; return how many were assigned.
 
-        Entries are read and committed a page at a time, so memory holds one
-        page plus the matcher's window, however many entries are waiting.
+        Entries are read and committed a page at a time, so memory holds a
+        few pages plus the matcher's window, however many entries are waiting.
+        Pages are read ahead of the matcher's decisions (a long batch is
+        normalized in a second process meanwhile, see `Clusterer.add_many`).
         """
         page = self.store.unclustered(limit=CLUSTER_BATCH)
         if not page:
@@ -307,17 +310,23 @@ class Pipeline:
         clusterer = self._clusterer_from(page[0].published)
         # Until this run has committed, the database alone says what is clustered.
         self._warm = None
+        waiting = self.store.count_unclustered()
+        matches = clusterer.add_many(map(Item.from_entry, self._pages_from(page)), waiting)
         assigned = 0
-        while page:
-            batch = [clusterer.add(Item.from_entry(entry)) for entry in page]
+        while batch := list(itertools.islice(matches, CLUSTER_BATCH)):
             merges = clusterer.take_merges()
             self.store.save_matches(resolve_merges(batch, merges), merges)
-            assigned += len(page)
-            page = self.store.unclustered(limit=CLUSTER_BATCH)
+            assigned += len(batch)
         # Editors' splits and merges overrule the matcher, also after a recluster.
         apply_corrections(self.store)
         self._warm = clusterer
         return assigned
+
+    def _pages_from(self, page: list[Entry]) -> Iterator[Entry]:
+        """The unclustered entries from `page` on, in the matcher's order, a page read at a time."""
+        while page:
+            yield from page
+            page = self.store.unclustered(limit=CLUSTER_BATCH, after=page[-1])
 
     def _clusterer_from(self, first: datetime) -> Clusterer:
         """A matcher holding the window before `first`: the last run's, or one primed anew.
@@ -337,8 +346,9 @@ class Pipeline:
             if oldest is not None and self.store.cluster_assignments(min(oldest, since)) == held:
                 return warm
         clusterer = Clusterer(self.settings.cluster)
-        for entry, match in self.store.clustered_since(since):
-            clusterer.prime(Item.from_entry(entry), match)
+        clusterer.prime_many(
+            [(Item.from_entry(entry), match) for entry, match in self.store.clustered_since(since)]
+        )
         self.primed += 1
         return clusterer
 

@@ -22,8 +22,10 @@ another outlet would print it:
 The bench times the full clustering (normalisation included: `cluster_items`
 on `Item`s built beforehand) of the first 100,000 and of all 200,000 entries
 in time order, each in a forked child that starts with cold normaliser
-caches, reports entries/s, the ratio of the two times and the peak RSS of
-those children (`resource.getrusage`), and in the same run the naive
+caches, once in one process (`cluster.parallel = false`) and once with the
+normalizer process of `aggregator.cluster_ahead` (the default), and reports
+entries/s, the ratio of the two times and the peak RSS of those children
+(`resource.getrusage`) and of the normalizer (sampled), and in the same run the naive
 all-pairs baseline of `bench/matcher_quality.py` (rapidfuzz on every pair,
 single-link) against the matcher on the first 10,000 entries. The figures go
 to the "Stream throughput" section of docs/benchmarks.md.
@@ -32,18 +34,21 @@ to the "Stream throughput" section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import random
 import resource
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 from matcher_quality import all_pairs_single_link_clusters, load_note, replace_section
 
 from aggregator.cluster import Item, cluster_items
@@ -54,6 +59,8 @@ START = datetime(2024, 6, 3, tzinfo=UTC)
 DAYS = 7
 OUTLETS = 400
 SOURCES = ("german/dev.jsonl", "uci/dev.jsonl")
+# The matcher in this process alone, and with a normalizer process (`cluster.parallel`).
+MODES = (("one process", False), ("two processes", True))
 KICKERS = ("Video: ", "+++ Liveblog +++ ", "Exklusiv: ", "Eilmeldung: ", "Kommentar: ")
 SUFFIX_FORMS = (" - {name}", " | {host}", " · {name}", "")
 
@@ -159,14 +166,34 @@ def densest_window(items: Sequence[Item], window: timedelta) -> int:
     return best
 
 
-def _cluster_and_time(items: Sequence[Item], settings: ClusterSettings) -> float:
+def _cluster_and_time(items: Sequence[Item], settings: ClusterSettings) -> tuple[float, float]:
+    """Seconds to cluster `items`, and the peak RSS (MB) of the normalizer process, if any.
+
+    The normalizer is started by the matcher (`aggregator.cluster_ahead`) from
+    the forkserver, so it is no child of the bench: its RSS is sampled here.
+    """
+    peak = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.1):
+            for child in multiprocessing.active_children():
+                with contextlib.suppress(psutil.Error):
+                    peak = max(peak, psutil.Process(child.pid).memory_info().rss / 2**20)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     start = time.perf_counter()
     cluster_items(items, settings)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    return seconds, peak
 
 
-def timed_clustering(items: Sequence[Item], settings: ClusterSettings) -> float:
-    """Seconds to cluster `items`, in a forked child that starts with cold caches.
+def timed_clustering(items: Sequence[Item], settings: ClusterSettings) -> tuple[float, float]:
+    """`_cluster_and_time` in a forked child that starts with cold caches.
 
     The normaliser's caches (stems, analysed texts) would otherwise carry
     over from one measurement to the next and flatter the later ones.
@@ -176,9 +203,9 @@ def timed_clustering(items: Sequence[Item], settings: ClusterSettings) -> float:
     # Forked, the child shares `items` with this process: nothing is pickled but the time.
     child = context.Process(target=lambda: sender.send(_cluster_and_time(items, settings)))
     child.start()
-    seconds = float(receiver.recv())
+    seconds, worker_peak = receiver.recv()
     child.join()
-    return seconds
+    return float(seconds), float(worker_peak)
 
 
 def peak_rss_mb() -> float:
@@ -206,14 +233,21 @@ def main() -> None:
         "| --- | ---: | ---: | ---: |",
     ]
     half = items[: len(items) // 2]
-    times = {}
-    for part in (half, items):
-        times[len(part)] = seconds = timed_clustering(part, settings)
-        lines.append(f"| matcher | {len(part):,} | {seconds:.2f} | {len(part) / seconds:,.0f} |")
-        print(lines[-1], flush=True)
+    times: dict[tuple[str, int], float] = {}
+    worker_rss = 0.0
+    for mode, parallel in MODES:
+        for part in (half, items):
+            mode_settings = settings.model_copy(update={"parallel": parallel})
+            seconds, worker_peak = timed_clustering(part, mode_settings)
+            times[mode, len(part)] = seconds
+            worker_rss = max(worker_rss, worker_peak)
+            lines.append(
+                f"| matcher, {mode} | {len(part):,} | {seconds:.2f} | {len(part) / seconds:,.0f} |"
+            )
+            print(lines[-1], flush=True)
     rss = peak_rss_mb()
     few = items[: args.baseline_rows]
-    matcher_small = timed_clustering(few, settings)
+    matcher_small, _ = timed_clustering(few, settings)
     start = time.perf_counter()
     all_pairs_single_link_clusters([item.title for item in few], threshold=60)
     naive = time.perf_counter() - start
@@ -221,9 +255,15 @@ def main() -> None:
         f"| matcher | {len(few):,} | {matcher_small:.2f} | {len(few) / matcher_small:,.0f} |",
         f"| naive all-pairs baseline | {len(few):,} | {naive:.2f} | {len(few) / naive:,.0f} |",
         "",
-        f"- time({len(items):,}) / time({len(half):,}): {times[len(items)] / times[len(half)]:.2f}",
-        f"- peak RSS of the clustering process (stream included): {rss:,.0f} MB",
-        f"- matcher vs naive all-pairs at {len(few):,} rows: {naive / matcher_small:.1f}x faster",
+        *(
+            f"- {mode}: time({len(items):,}) / time({len(half):,}): "
+            f"{times[mode, len(items)] / times[mode, len(half)]:.2f}"
+            for mode, _ in MODES
+        ),
+        f"- peak RSS of the clustering process (stream included): {rss:,.0f} MB; "
+        f"of the normalizer process (two processes): {worker_rss:,.0f} MB",
+        f"- matcher vs naive all-pairs at {len(few):,} rows: {naive / matcher_small:.1f}x faster "
+        f"({len(few):,} entries are normalized in one process)",
         load_note(load),
     ]
     report = "\n".join(lines)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     RowMapping,
     Table,
     Update,
+    and_,
     bindparam,
     create_engine,
     event,
@@ -535,15 +536,30 @@ class Store:
 
     # -- clustering -------------------------------------------------------
 
-    def unclustered(self, limit: int | None = None) -> list[Entry]:
-        """Entries not yet in a cluster (the first `limit`), in the order the matcher needs."""
-        query = (
-            _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_(None))
-            .order_by(entries.c.published, entries.c.id)
-            .limit(limit)
-        )
+    def unclustered(self, limit: int | None = None, after: Entry | None = None) -> list[Entry]:
+        """Entries not yet in a cluster, in the order the matcher needs.
+
+        The first `limit` of them, or of those coming after `after` in that
+        order: so pages can be read ahead of the matcher storing its results.
+        """
+        query = _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_(None))
+        if after is not None:
+            published = entries.c.published
+            query = query.where(
+                or_(
+                    published > after.published,
+                    and_(published == after.published, entries.c.id > after.id),
+                )
+            )
+        query = query.order_by(entries.c.published, entries.c.id).limit(limit)
         with self._tx() as conn:
             return [_entry(row) for row in conn.execute(query).mappings()]
+
+    def count_unclustered(self) -> int:
+        """How many entries wait for the matcher."""
+        query = select(func.count()).select_from(entries).where(entries.c.cluster_id.is_(None))
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def clustered_since(self, since: datetime) -> list[tuple[Entry, Match]]:
         """Clustered entries published since `since`, to prime the matcher's window."""

@@ -1,0 +1,173 @@
+"""Normalizing a long batch of entries in a second process, ahead of the clusterer's decisions.
+
+Normalization (outlet boilerplate, tokens, stems, IDF weights) is about half
+of the matcher's cost per entry, and it depends only on the entries before it,
+never on a clustering decision. So while this process decides where entry n
+goes, a worker process can already normalize entries n+1, n+2, ...: a batch
+run uses two cores. The worker starts from the clusterer's own boilerplate
+model and document frequencies, sees the entries in the same order, and hands
+its boilerplate model back at the end, so the features, the decisions and the
+state left behind are exactly those of normalizing in this process (the tests
+compare both).
+
+The worker is started with "forkserver", never "fork": the caller may run
+threads (the service's scheduler, a database writer) that a forked child
+would inherit in whatever state they were.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import operator
+import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from aggregator import text
+from aggregator.cluster_score import DocumentFrequencies, Features, Item, Tuning, featurize
+
+# Below this many entries, starting a worker process (about 0.3 s with its
+# imports) costs more than normalizing in this process.
+MIN_ENTRIES = 10_000
+# Entries per message to and from the worker, and messages on their way: big
+# enough that pickling is cheap per entry, small enough to keep memory flat.
+CHUNK = 1_000
+IN_FLIGHT = 4
+
+_ROW = operator.attrgetter(*(f.name for f in fields(Features)))
+_ItemRow = tuple[int, str, str, str, datetime, str | None, str | None]
+_FeatureRow = tuple[Any, ...]
+
+log = logging.getLogger(__name__)
+
+# The worker process's state: set by `_start`, advanced by every `_normalize`.
+_worker: tuple[text.BoilerplateModel, DocumentFrequencies, Tuning] | None = None
+
+
+def _start(
+    boilerplate: text.BoilerplateModel, frequencies: DocumentFrequencies, tuning: Tuning
+) -> None:
+    """Worker initializer: the clusterer's statistics as they were when the batch began."""
+    global _worker
+    _worker = (boilerplate, frequencies, tuning)
+
+
+def _normalize(rows: list[_ItemRow]) -> list[_FeatureRow]:
+    """Worker task: the next entries' features, in order, as plain tuples (cheap to pickle)."""
+    assert _worker is not None, "worker not started"
+    boilerplate, frequencies, tuning = _worker
+    return [_ROW(featurize(Item(*row), boilerplate, frequencies, tuning)) for row in rows]
+
+
+def _boilerplate() -> text.BoilerplateModel:
+    """Worker task, the last one: the boilerplate model after every entry of the batch."""
+    assert _worker is not None, "worker not started"
+    return _worker[0]
+
+
+def _row(item: Item) -> _ItemRow:
+    return (
+        item.id,
+        item.outlet,
+        item.title,
+        item.summary,
+        item.published,
+        item.canonical_url,
+        item.language,
+    )
+
+
+def _features(row: _FeatureRow) -> Features:
+    """Features from the worker, their tokens shared with every other entry's (interned).
+
+    Unpickled strings are new objects; a window of 100,000 entries would
+    otherwise hold its own copy of every common stem, entry by entry.
+    """
+    (id_, published, url, language, title, lead, numbers, tokens, weights, *rest) = row
+    intern = sys.intern
+    return Features(
+        id_, published, url, language, title, lead, tuple(map(intern, numbers)),
+        tuple(map(intern, tokens)), {intern(t): w for t, w in weights.items()}, *rest,
+    )  # fmt: skip
+
+
+class AheadNormalizer:
+    """`featurize` over a stream of items, done by a worker process running ahead.
+
+    Iterating yields each item's features in order, as `featurize` with the
+    given model and frequencies would have: `frequencies` (the caller's) has
+    observed each entry once it is yielded. Items are taken from `items`
+    only a few chunks ahead of what was yielded, so a stream read page by
+    page from a database stays a few pages in memory. The boilerplate model
+    the stream ends with is `boilerplate` once the iteration is over, however
+    it ended (early stop, an error, a dead worker): it has then observed
+    exactly the entries yielded.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[Item],
+        boilerplate: text.BoilerplateModel,
+        frequencies: DocumentFrequencies,
+        tuning: Tuning,
+    ) -> None:
+        self.boilerplate = boilerplate
+        self._items = iter(items)
+        self._frequencies = frequencies
+        self._tuning = tuning
+        # Items sent to the worker and not yielded yet, and the (outlet, title)
+        # of those yielded: what it takes to go on here if the worker cannot.
+        self._sent: deque[Item] = deque()
+        self._yielded: list[tuple[str, str]] = []
+
+    def __iter__(self) -> Iterator[Features]:
+        pool = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_start,
+            initargs=(self.boilerplate, self._frequencies, self._tuning),
+        )
+        handed_over = False
+        try:
+            pending: deque[Future[list[_FeatureRow]]] = deque()
+            while chunk := list(itertools.islice(self._items, CHUNK)):
+                self._sent.extend(chunk)
+                pending.append(pool.submit(_normalize, [_row(item) for item in chunk]))
+                if len(pending) >= IN_FLIGHT:
+                    yield from self._receive(pending.popleft())
+            while pending:
+                yield from self._receive(pending.popleft())
+            self.boilerplate = pool.submit(_boilerplate).result()
+            handed_over = True
+        except BrokenProcessPool:
+            log.warning("the normalizer process died; normalizing the rest in this process")
+            self._catch_up()
+            handed_over = True
+            for item in itertools.chain(self._sent, self._items):
+                yield featurize(item, self.boilerplate, self._frequencies, self._tuning)
+        finally:
+            if not handed_over:  # stopped early or failed
+                self._catch_up()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _receive(self, future: Future[list[_FeatureRow]]) -> Iterator[Features]:
+        observe, sent, yielded = self._frequencies.observe, self._sent, self._yielded
+        for row in future.result():
+            features = _features(row)
+            observe(features.weights.keys())  # as `featurize` did in the worker
+            item = sent.popleft()
+            yielded.append((item.outlet, item.title))
+            yield features
+
+    def _catch_up(self) -> None:
+        """The starting model (unchanged here) observes the titles of the entries yielded."""
+        for outlet, title in self._yielded:
+            self.boilerplate.observe(outlet, title)
+        self._yielded.clear()
