@@ -20,18 +20,25 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import operator
 import sys
-from collections import deque
-from collections.abc import Iterable, Iterator
+from array import array
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from aggregator import text
-from aggregator.cluster_score import DocumentFrequencies, Features, Item, Tuning, featurize
+from aggregator.cluster_score import (
+    WEIGHT_LEVELS,
+    DocumentFrequencies,
+    Features,
+    Item,
+    Tuning,
+    featurize,
+)
 
 # Below this many entries, starting a worker process (about 0.3 s with its
 # imports) costs more than normalizing in this process.
@@ -41,14 +48,32 @@ MIN_ENTRIES = 10_000
 CHUNK = 1_000
 IN_FLIGHT = 4
 
-_ROW = operator.attrgetter(*(f.name for f in fields(Features)))
 _ItemRow = tuple[int, str, str, str, datetime, str | None, str | None]
-_FeatureRow = tuple[Any, ...]
+# A chunk of features as the worker sends it: the tokens it had not sent
+# before, then one tuple per entry (see `_encode`).
+_Chunk = tuple[list[str], list[tuple[Any, ...]]]
+_LEVEL_OF = {weight: level for level, weight in enumerate(WEIGHT_LEVELS)}
 
 log = logging.getLogger(__name__)
 
-# The worker process's state: set by `_start`, advanced by every `_normalize`.
-_worker: tuple[text.BoilerplateModel, DocumentFrequencies, Tuning] | None = None
+
+def _numbering() -> defaultdict[str, int]:
+    """A table that numbers each new key as it is first looked up: 0, 1, 2, ..."""
+    return defaultdict(itertools.count().__next__)
+
+
+@dataclass
+class _Worker:
+    """The worker process's state: set by `_start`, advanced by every `_normalize`."""
+
+    boilerplate: text.BoilerplateModel
+    frequencies: DocumentFrequencies
+    tuning: Tuning
+    # Token -> its number in this batch, numbered as first sent.
+    vocabulary: defaultdict[str, int] = field(default_factory=_numbering)
+
+
+_worker: _Worker | None = None
 
 
 def _start(
@@ -56,20 +81,57 @@ def _start(
 ) -> None:
     """Worker initializer: the clusterer's statistics as they were when the batch began."""
     global _worker
-    _worker = (boilerplate, frequencies, tuning)
+    _worker = _Worker(boilerplate, frequencies, tuning)
 
 
-def _normalize(rows: list[_ItemRow]) -> list[_FeatureRow]:
-    """Worker task: the next entries' features, in order, as plain tuples (cheap to pickle)."""
+def _normalize(rows: list[_ItemRow]) -> _Chunk:
+    """Worker task: the next entries' features, in order, encoded by `_encode`."""
     assert _worker is not None, "worker not started"
-    boilerplate, frequencies, tuning = _worker
-    return [_ROW(featurize(Item(*row), boilerplate, frequencies, tuning)) for row in rows]
+    known = len(_worker.vocabulary)
+    number = _worker.vocabulary.__getitem__
+    encoded = [
+        _encode(
+            featurize(Item(*row), _worker.boilerplate, _worker.frequencies, _worker.tuning), number
+        )
+        for row in rows
+    ]
+    return list(itertools.islice(_worker.vocabulary, known, None)), encoded
+
+
+def _encode(features: Features, number: Callable[[str], int]) -> tuple[Any, ...]:
+    """Features as plain values, every token as its number and every weight as its level.
+
+    Tokens travel once per batch, then as numbers, and weights as their index
+    in `WEIGHT_LEVELS`: the receiving side then shares one string per token
+    and one float per level across all entries, as `featurize` does, instead
+    of unpickling its own copies entry by entry (about 1 KB an entry).
+    """
+    weights = features.weights
+    return (
+        features.id,
+        features.published,
+        features.canonical_url,
+        features.language,
+        features.title,
+        features.lead,
+        array("I", map(number, features.title_numbers)).tobytes(),
+        array("I", map(number, features.title_tokens)).tobytes(),
+        array("I", map(number, weights)).tobytes(),
+        array("H", map(_LEVEL_OF.__getitem__, weights.values())).tobytes(),
+        features.title_mass,
+        features.index_mass,
+        features.title_norm,
+        features.weighed_at,
+        features.hours,
+        features.text_key,
+        features.title_is_weak,
+    )
 
 
 def _boilerplate() -> text.BoilerplateModel:
     """Worker task, the last one: the boilerplate model after every entry of the batch."""
     assert _worker is not None, "worker not started"
-    return _worker[0]
+    return _worker.boilerplate
 
 
 def _row(item: Item) -> _ItemRow:
@@ -84,17 +146,20 @@ def _row(item: Item) -> _ItemRow:
     )
 
 
-def _features(row: _FeatureRow) -> Features:
-    """Features from the worker, their tokens shared with every other entry's (interned).
-
-    Unpickled strings are new objects; a window of 100,000 entries would
-    otherwise hold its own copy of every common stem, entry by entry.
-    """
-    (id_, published, url, language, title, lead, numbers, tokens, weights, *rest) = row
-    intern = sys.intern
+def _decode(row: tuple[Any, ...], vocabulary: list[str]) -> Features:
+    """The features `_encode` sent, tokens looked up in the batch's `vocabulary`."""
+    (id_, published, url, language, title, lead, numbers, tokens, keys, levels, *rest) = row
+    token = vocabulary.__getitem__
+    weights = dict(
+        zip(
+            map(token, array("I", keys)),
+            map(WEIGHT_LEVELS.__getitem__, array("H", levels)),
+            strict=True,
+        )
+    )
     return Features(
-        id_, published, url, language, title, lead, tuple(map(intern, numbers)),
-        tuple(map(intern, tokens)), {intern(t): w for t, w in weights.items()}, *rest,
+        id_, published, url, language, title, lead, tuple(map(token, array("I", numbers))),
+        tuple(map(token, array("I", tokens))), weights, *rest,
     )  # fmt: skip
 
 
@@ -126,6 +191,8 @@ class AheadNormalizer:
         # of those yielded: what it takes to go on here if the worker cannot.
         self._sent: deque[Item] = deque()
         self._yielded: list[tuple[str, str]] = []
+        # The worker's tokens by number, each one string shared by all entries.
+        self._vocabulary: list[str] = []
 
     def __iter__(self) -> Iterator[Features]:
         pool = ProcessPoolExecutor(
@@ -136,7 +203,7 @@ class AheadNormalizer:
         )
         handed_over = False
         try:
-            pending: deque[Future[list[_FeatureRow]]] = deque()
+            pending: deque[Future[_Chunk]] = deque()
             while chunk := list(itertools.islice(self._items, CHUNK)):
                 self._sent.extend(chunk)
                 pending.append(pool.submit(_normalize, [_row(item) for item in chunk]))
@@ -157,10 +224,13 @@ class AheadNormalizer:
                 self._catch_up()
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _receive(self, future: Future[list[_FeatureRow]]) -> Iterator[Features]:
+    def _receive(self, future: Future[_Chunk]) -> Iterator[Features]:
+        new_tokens, rows = future.result()
+        vocabulary = self._vocabulary
+        vocabulary.extend(map(sys.intern, new_tokens))
         observe, sent, yielded = self._frequencies.observe, self._sent, self._yielded
-        for row in future.result():
-            features = _features(row)
+        for row in rows:
+            features = _decode(row, vocabulary)
             observe(features.weights.keys())  # as `featurize` did in the worker
             item = sent.popleft()
             yielded.append((item.outlet, item.title))

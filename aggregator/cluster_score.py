@@ -94,12 +94,15 @@ class Tuning:
     merge_threshold: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Features:
     """An item normalized once: what scoring and indexing read.
 
     It keeps of the item only what the window needs (not the raw headline and
     lead), so a window of 100,000 entries does not hold their texts twice.
+    Never changed once made (`reweigh` makes new ones), but not frozen: a
+    frozen dataclass's constructor costs ten times more, and one is built
+    for every entry and every re-weighing.
     """
 
     id: int
@@ -165,7 +168,7 @@ class DocumentFrequencies:
 # window of 100,000 entries with leads would otherwise hold four million float
 # objects of its own (about 1 KB an entry), and no score moves by 0.001.
 _STEPS = 1000
-_LEVELS = [step / _STEPS for step in range(64 * _STEPS)]  # IDF stays below 64 up to e^63 items
+WEIGHT_LEVELS = [step / _STEPS for step in range(64 * _STEPS)]  # IDF stays below 64 up to e^63 items
 
 
 def _weigh(
@@ -174,7 +177,7 @@ def _weigh(
     """Weights by token, and the title's mass and length, and the total mass."""
     # `DocumentFrequencies.idf` inlined: this runs for every token of every item.
     documents, counts, log = frequencies.documents + 1, frequencies.counts, math.log
-    levels = _LEVELS
+    levels = WEIGHT_LEVELS
     weights = {
         token: levels[round((log(documents / (counts.get(token, 0) + 1)) + 1.0) * _STEPS)]
         for token in tokens
