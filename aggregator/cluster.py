@@ -262,6 +262,8 @@ class Clusterer:
         self.settings = settings
         self.window = settings.window_delta
         self.window_hours = self.window.total_seconds() / 3600
+        # A quarter window of slack: items may arrive slightly out of order.
+        self._kept = self.window * 1.25
         self.tuning = TUNING[settings.granularity]
         self.threshold = (
             settings.threshold
@@ -280,8 +282,7 @@ class Clusterer:
         newest = self._state.newest
         if newest is None or published > newest:
             newest = published
-        # A quarter window of slack: items may arrive slightly out of order.
-        self._state.evict_before(newest - self.window * 1.25)
+        self._state.evict_before(newest - self._kept)
 
     def prime(self, item: Item, match: Match) -> None:
         """Load an entry clustered earlier (e.g. from the database) without re-deciding it."""
@@ -422,23 +423,25 @@ class Clusterer:
         """Clusters sharing the most token weight with the item (highest first, ties by id)."""
         postings, limit = self._state.postings, self.tuning.max_postings
         shared: dict[int, float] = {}
+        sum_of = shared.get
         for token, weight in features.weights.items():
             posting = postings.get(token)
-            if posting is None or len(posting) > limit:
-                continue
-            for cluster_id in posting:
-                shared[cluster_id] = shared.get(cluster_id, 0.0) + weight
+            if posting is not None and len(posting) <= limit:
+                for cluster_id in posting:
+                    shared[cluster_id] = sum_of(cluster_id, 0.0) + weight
         floor = self.tuning.min_shared * features.index_mass
         # (-weight, id) pairs order as wanted without a key function called per cluster.
         ranked = [(-weight, c) for c, weight in shared.items() if weight >= floor]
-        return [c for _, c in heapq.nsmallest(self.tuning.max_candidates, ranked)]
+        wanted = self.tuning.max_candidates
+        best = sorted(ranked) if len(ranked) <= wanted else heapq.nsmallest(wanted, ranked)
+        return [c for _, c in best]
 
     def _sample(self, cluster: _Cluster) -> list[int]:
         """The anchor (oldest member in the window) and the most recent members."""
         members, size = cluster.members, self.tuning.sample_size
         if len(members) <= size:
             return list(members)
-        return [members[0], *(members[i] for i in range(-(size - 1), 0))]
+        return [members[0]] + [members[i] for i in range(1 - size, 0)]
 
     def _members_score(self, features: Features, cluster_id: int) -> _Verdict | None:
         """Event granularity: a strong match with one member, support from most of the sample.
@@ -447,10 +450,11 @@ class Clusterer:
         candidate clusters are rejected after one or two pair scores.
         """
         state, tuning = self._state, self.tuning
+        hours, window, known = features.hours, self.window_hours, state.features
         sample = [
             m
             for m in self._sample(state.clusters[cluster_id])
-            if self._within(features, state.features[m])
+            if abs(hours - known[m].hours) <= window
         ]
         if not sample:
             return None

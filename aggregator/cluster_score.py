@@ -168,7 +168,9 @@ class DocumentFrequencies:
 # window of 100,000 entries with leads would otherwise hold four million float
 # objects of its own (about 1 KB an entry), and no score moves by 0.001.
 _STEPS = 1000
-WEIGHT_LEVELS = [step / _STEPS for step in range(64 * _STEPS)]  # IDF stays below 64 up to e^63 items
+WEIGHT_LEVELS = [
+    step / _STEPS for step in range(64 * _STEPS)
+]  # IDF stays below 64 up to e^63 items
 
 
 def _weigh(
@@ -336,24 +338,23 @@ def _fuzzy(
     return share * title + (1 - share) * lead, lead
 
 
-def _containment(part: Features, whole: Features) -> float:
-    """IDF-weighted share of `part`'s headline tokens found anywhere in `whole`."""
-    if not part.title_mass:
-        return 0.0
-    weights = part.weights
-    # The set intersection runs in C; only the (few) shared tokens are summed in Python.
-    shared = whole.weights.keys() & part.title_tokens
-    return sum([weights[t] for t in shared]) / part.title_mass
-
-
 def overlap(a: Features, b: Features) -> float:
     """Each headline's rare words found in the other item, 0-100.
 
     Paraphrasing outlets keep the rare words (names, places, numbers) of an
     event even when word order and framing differ; the headline of one report
-    usually reappears in the other's headline or lead.
+    usually reappears in the other's headline or lead. Per side: the
+    IDF-weighted share of its headline tokens found anywhere in the other item.
     """
-    return 50.0 * (_containment(a, b) + _containment(b, a))
+    # The set intersections run in C; only the (few) shared tokens are summed in Python.
+    total = 0.0
+    if a.title_mass:
+        weights = a.weights
+        total += sum([weights[t] for t in b.weights.keys() & a.title_tokens]) / a.title_mass
+    if b.title_mass:
+        weights = b.weights
+        total += sum([weights[t] for t in a.weights.keys() & b.title_tokens]) / b.title_mass
+    return 50.0 * total
 
 
 def _penalty(a: Features, b: Features, tuning: Tuning) -> tuple[float, bool]:
