@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import os
 import sys
 from array import array
 from collections import defaultdict, deque
@@ -39,6 +40,7 @@ from aggregator.cluster_score import (
     Tuning,
     featurize,
 )
+from aggregator.parent_watch import exit_with
 
 # Below this many entries, starting a worker process (about 0.3 s with its
 # imports) costs more than normalizing in this process.
@@ -77,10 +79,14 @@ _worker: _Worker | None = None
 
 
 def _start(
-    boilerplate: text.BoilerplateModel, frequencies: DocumentFrequencies, tuning: Tuning
+    parent: int,
+    boilerplate: text.BoilerplateModel,
+    frequencies: DocumentFrequencies,
+    tuning: Tuning,
 ) -> None:
     """Worker initializer: the clusterer's statistics as they were when the batch began."""
     global _worker
+    exit_with(parent)  # a SIGKILLed run leaves no worker behind
     _worker = _Worker(boilerplate, frequencies, tuning)
 
 
@@ -199,7 +205,7 @@ class AheadNormalizer:
             1,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_start,
-            initargs=(self.boilerplate, self._frequencies, self._tuning),
+            initargs=(os.getpid(), self.boilerplate, self._frequencies, self._tuning),
         )
         handed_over = False
         try:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Any
 
 from aggregator.models import ParsedFeed
+from aggregator.parent_watch import exit_with
 from aggregator.parse import ParseError, parse_feed
 
 BROKEN = "the parser process died on this document"
@@ -33,24 +32,6 @@ def parse_or_reason(content: bytes, **kwargs: Any) -> ParsedFeed | str:
         return parse_feed(content, **kwargs)
     except ParseError as exc:
         return str(exc)
-
-
-def _exit_with(parent: int) -> None:
-    """Pool initializer: end this parser process when the run that started it is gone.
-
-    A run killed with SIGKILL cannot shut its pool down, and idle workers would
-    wait on their queue forever; cron would pile them up.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class Parsers:
@@ -71,7 +52,7 @@ class Parsers:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_exit_with,
+                initializer=exit_with,
                 initargs=(os.getpid(),),
             )
         job = partial(parse_or_reason, content, **kwargs)

@@ -8,6 +8,9 @@ import multiprocessing
 import os
 import random
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -164,3 +167,47 @@ def test_pipeline_reads_pages_ahead_and_primes_through_the_worker(
 
 
 T = datetime.fromisoformat("2024-03-06T00:00:00+00:00")
+
+
+ORPHAN_SCRIPT = """
+import multiprocessing, sys, time
+from datetime import UTC, datetime
+from aggregator import cluster_ahead
+from aggregator.cluster import Clusterer, Item
+from aggregator.config import ClusterSettings
+
+def slow():
+    for number in range(1_000_000):
+        if number == 50:
+            print(*(child.pid for child in multiprocessing.active_children()), flush=True)
+            time.sleep(600)
+        yield Item(number, "o", f"Meldung {number}", "", datetime(2026, 1, 1, tzinfo=UTC))
+
+if __name__ == "__main__":
+    cluster_ahead.MIN_ENTRIES, cluster_ahead.CHUNK = 1, 10
+    list(Clusterer(ClusterSettings(parallel=True)).add_many(slow(), count=1_000_000))
+"""
+
+
+def test_a_killed_run_leaves_no_normalizer_behind(tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(ORPHAN_SCRIPT, encoding="utf-8")
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    workers = [int(pid) for pid in run.stdout.readline().split()]
+    assert workers, "the run started no normalizer process"
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not reaped by its parent, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
