@@ -6,7 +6,7 @@ hyphen; a headline ends in "| tagesschau.de". Everything here maps such
 variants onto one form so that the matcher compares wording, not typography.
 
 Pure functions plus bounded caches (stemmers, per-word folds and stems, outlet
-segments): no I/O, no state that changes results. The caches are what makes
+segments, title splits): no I/O, no state that changes results. The caches are what makes
 normalisation cheap on a long stream, where nearly every word was seen before.
 `BoilerplateModel` is the one stateful helper; it learns per outlet which
 title segments repeat, because a prefix such as "Video:" or a suffix such as
@@ -25,7 +25,7 @@ from functools import lru_cache
 import snowballstemmer
 from stop_words import LANGUAGE_MAPPING, get_stop_words
 
-from aggregator.text_german import join_separable_particles
+from aggregator.text_german import join_separable_particles, prefix_tree
 
 DEFAULT_LANGUAGE = "en"
 
@@ -47,15 +47,25 @@ _NOT_ALNUM = re.compile(r"[\W_]+")
 _DECIMAL_COMMA = re.compile(r"(?<=\d),(?=\d)")
 
 # Segment separators in headlines: "Kicker: Headline", "Headline - outlet.de",
-# "Headline | Site", "+++ Liveblog +++".
-# Segments are split with str.find on whitespace-normalized text (single
-# spaces), which is several times faster than a regular expression scanning
-# every position: this runs once per entry on every feed.
+# "Headline | Site", "+++ Liveblog +++". Text is whitespace-normalized (single
+# spaces) before it is split.
 _PREFIX_SEPARATORS = (": ", " - ", " | ", " – ", " — ")
 _SUFFIX_SEPARATORS = (" - ", " – ", " — ", " · ", " » ", "|")
 _SUFFIX_FORBIDDEN = frozenset("-|–—·»")
 _SEGMENT_MAX = 60
+# One search finds the first prefix separator: no two separators match at the
+# same position, so the leftmost match is the earliest of them. The search ends
+# where a separator starting at _SEGMENT_MAX ends.
+_PREFIX_SEPARATOR = re.compile(prefix_tree(_PREFIX_SEPARATORS))
+_PREFIX_SEARCH_END = _SEGMENT_MAX + max(len(s) for s in _PREFIX_SEPARATORS)
+# The last suffix separator is the first match in the reversed text. A separator
+# at index i of length k starts at len(text) - i - k there, so the three-character
+# ones keep their (reversed) order; "|", the only other length, is in none of
+# them, so it cannot start inside one and swap places with it.
+_SUFFIX_SEPARATOR_REVERSED = re.compile(prefix_tree([s[::-1] for s in _SUFFIX_SEPARATORS]))
 _TICKER_HINTS = ("++", "**", "##", "\u25ba", "\u25b6", "\u26a1", "\U0001f534")
+# Finds any hint in one scan; `_TICKER_MARKS` is slower because of its repeats.
+_TICKER_HINT = re.compile("|".join(re.escape(hint) for hint in _TICKER_HINTS))
 _TICKER_MARKS = re.compile(r"\+{2,}|\*{2,}|#{2,}|\u25ba|\u25b6|\u26a1|\U0001f534")
 _TRAILING_ELLIPSIS = re.compile(r"\s*(?:\.{3}|…)\s*$")
 _PAREN_TAG = re.compile(r"\s*[(\[](?:video|audio|fotos?|photos?|bilder|live|update|\d{1,2})[)\]]")
@@ -337,16 +347,11 @@ def is_clickbait(title: str) -> bool:
 _CLICKBAIT = re.compile("|".join(re.escape(phrase) for phrase in CLICKBAIT_PHRASES))
 # One word of every phrase that needs no folding beyond NFKC and casefold (no
 # spelled-out umlaut), so a headline with none of them cannot match a phrase.
-_CLICKBAIT_HINT = re.compile(
-    "|".join(
-        sorted(
-            {
-                max((w for w in phrase.split() if w.isalpha() and not _SPELLED.search(w)), key=len)
-                for phrase in CLICKBAIT_PHRASES
-            }
-        )
-    )
+_CLICKBAIT_HINT_WORDS = frozenset(
+    max((w for w in phrase.split() if w.isalpha() and not _SPELLED.search(w)), key=len)
+    for phrase in CLICKBAIT_PHRASES
 )
+_CLICKBAIT_HINT = re.compile(prefix_tree(_CLICKBAIT_HINT_WORDS))
 
 
 @lru_cache(maxsize=50_000)
@@ -362,20 +367,21 @@ def outlet_key(outlet: str) -> str:
     return "".join(c for c in name if c.isalnum())
 
 
-@lru_cache(maxsize=100_000)
-def _says_nothing(segment: str, outlet: str) -> bool:
-    """A generic kicker ("Video") or the outlet's own name, whatever the outlet's history."""
-    return _is_generic_kicker(segment) or _names_outlet(segment, outlet)
-
-
+@lru_cache(maxsize=50_000)
 def _is_generic_kicker(segment: str) -> bool:
+    """A kicker that labels the format ("Video", "+++ Liveblog"), whatever the outlet.
+
+    Cached by segment alone (not with the outlet): the same headline runs under
+    many outlets, and most candidate segments are headline text, not kickers.
+    """
     key = folded_words(segment).strip(" .!:+*#")
     return key in GENERIC_KICKERS or key.endswith(("liveblog", "ticker", "newsblog"))
 
 
-def _names_outlet(segment: str, outlet: str) -> bool:
-    seg, own = _segment_key(segment), outlet_key(outlet)
-    return len(seg) >= 3 and len(own) >= 3 and (own in seg or seg in own)
+def _names_outlet(key: str, outlet: str) -> bool:
+    """Whether a segment, by its `_segment_key`, is the outlet's own name."""
+    own = outlet_key(outlet)
+    return len(key) >= 3 and len(own) >= 3 and (own in key or key in own)
 
 
 @dataclass
@@ -402,22 +408,25 @@ class BoilerplateModel:
         """Count the prefix and suffix segment of one title of `outlet`."""
         self._titles[outlet] += 1
         prefix, suffix = _split_segments(title)
-        for segment, table in ((prefix, self._prefixes), (suffix, self._suffixes)):
-            if segment is None:
-                continue
-            counts = table.setdefault(outlet, Counter())
-            counts[_segment_key(segment)] += 1
-            if len(counts) > self.max_segments:
-                # Bounded memory: keep the most frequent half; boilerplate repeats.
-                # Halving (not trimming one) keeps the cost amortized O(1) per title.
-                kept = counts.most_common(self.max_segments // 2)
-                counts.clear()
-                counts.update(dict(kept))
+        if prefix is not None:
+            self._count(self._prefixes, outlet, prefix)
+        if suffix is not None:
+            self._count(self._suffixes, outlet, suffix)
 
-    def _repeats(self, table: dict[str, Counter[str]], outlet: str, segment: str) -> bool:
+    def _count(self, table: dict[str, Counter[str]], outlet: str, segment: str) -> None:
+        """One more title of `outlet` with `segment`; the table stays under `max_segments`."""
         counts = table.get(outlet)
-        count = counts[_segment_key(segment)] if counts is not None else 0
-        return count >= self.min_count and count >= self.min_share * self._titles[outlet]
+        if counts is None:  # not `setdefault`: that builds a Counter on every call
+            counts = table[outlet] = Counter()
+        key = _segment_key(segment)
+        # `get`, not `+= 1`: a new key would go through `Counter.__missing__`.
+        counts[key] = counts.get(key, 0) + 1
+        if len(counts) > self.max_segments:
+            # Bounded memory: keep the most frequent half; boilerplate repeats.
+            # Halving (not trimming one) keeps the cost amortized O(1) per title.
+            kept = counts.most_common(self.max_segments // 2)
+            counts.clear()
+            counts.update(dict(kept))
 
     def strip(self, outlet: str, title: str) -> str:
         """The title without generic kickers, ticker marks and the outlet's learned segments."""
@@ -426,14 +435,10 @@ class BoilerplateModel:
         for _ in range(3):  # "Video: Eil: Headline - site.de" has nested layers
             before = text
             prefix = _prefix(text)
-            if prefix is not None and (
-                _says_nothing(prefix[0], outlet) or self._repeats(self._prefixes, outlet, prefix[0])
-            ):
+            if prefix is not None and self._is_boilerplate(self._prefixes, outlet, prefix[0]):
                 text = prefix[1]
             suffix = _suffix(text)
-            if suffix is not None and (
-                _says_nothing(suffix[0], outlet) or self._repeats(self._suffixes, outlet, suffix[0])
-            ):
+            if suffix is not None and self._is_boilerplate(self._suffixes, outlet, suffix[0]):
                 text = suffix[1]
             text = text.strip(" -|:·")
             if text == before:
@@ -441,13 +446,42 @@ class BoilerplateModel:
         if text == cleaned and text:
             return text
         # Never strip a title to nothing: then the segment *was* the title.
-        return text if any(_word_stems(w, DEFAULT_LANGUAGE) for w in text.split()) else title
+        return text if _has_stems(text) else title
+
+    def _is_boilerplate(self, table: dict[str, Counter[str]], outlet: str, segment: str) -> bool:
+        """A segment the outlet repeats, a generic kicker, or the outlet's own name.
+
+        The outlet's counts are looked at first: one dictionary lookup, and the
+        answer for its recurring suffix, the most common case.
+        """
+        key = _segment_key(segment)
+        counts = table.get(outlet)
+        # `get`, not indexing: a missing key would go through `Counter.__missing__`.
+        count = counts.get(key, 0) if counts is not None else 0
+        if count >= self.min_count and count >= self.min_share * self._titles.get(outlet, 0):
+            return True
+        return _is_generic_kicker(segment) or _names_outlet(key, outlet)
+
+
+def _has_stems(text: str) -> bool:
+    """Whether any word of `text` leaves an informative (English) stem.
+
+    Looks in the stem table first, as `tokens` does: nearly every word is in it.
+    """
+    cache = _STEM_CACHES.get(DEFAULT_LANGUAGE, {})
+    for word in text.split():
+        stems = cache.get(word)
+        if stems is None:
+            stems = _word_stems(word, DEFAULT_LANGUAGE)
+        if stems:
+            return True
+    return False
 
 
 def _clean_title(title: str) -> str:
     """NFKC, ticker marks as segment separators, tags such as "(Video)" and "..." dropped."""
     text = unicodedata.normalize("NFKC", title)
-    if any(hint in text for hint in _TICKER_HINTS):
+    if _TICKER_HINT.search(text):
         # "+++ Liveblog +++ Headline": ticker marks delimit a segment like a colon.
         text = _TICKER_MARKS.sub(": ", text)
     if "(" in text or "[" in text:
@@ -458,33 +492,31 @@ def _clean_title(title: str) -> str:
     return text.strip(" :")
 
 
+@lru_cache(maxsize=1024)
 def _prefix(text: str) -> tuple[str, str] | None:
-    """("Kicker", "rest") for "Kicker: rest" or "Kicker - rest" (kicker of 2-60 characters)."""
-    best: tuple[int, str] | None = None
-    for separator in _PREFIX_SEPARATORS:
-        at = text.find(separator, 2, _SEGMENT_MAX + len(separator))
-        if at >= 0 and (best is None or at < best[0]):
-            best = (at, separator)
-    if best is None:
+    """("Kicker", "rest") for "Kicker: rest" or "Kicker - rest" (kicker of 2-60 characters).
+
+    Cached (like `_suffix`) because `BoilerplateModel.observe` and `strip` split
+    the same title back to back; a small cache holds it between the two calls.
+    """
+    found = _PREFIX_SEPARATOR.search(text, 2, _PREFIX_SEARCH_END)
+    if found is None or found.start() > _SEGMENT_MAX:
         return None
-    at, separator = best
-    return text[:at], text[at + len(separator) :].lstrip()
+    return text[: found.start()], text[found.end() :].lstrip()
 
 
+@lru_cache(maxsize=1024)
 def _suffix(text: str) -> tuple[str, str] | None:
     """("site.de", "rest") for "rest - site.de" or "rest | site.de" (suffix of 2-60 characters)."""
-    best: tuple[int, str] | None = None
-    for separator in _SUFFIX_SEPARATORS:
-        at = text.rfind(separator, 1)
-        if at >= 0 and (best is None or at > best[0]):
-            best = (at, separator)
-    if best is None:
+    # The end position leaves out a separator at index 0: a suffix needs text before it.
+    found = _SUFFIX_SEPARATOR_REVERSED.search(text[::-1], 0, len(text) - 1)
+    if found is None:
         return None
-    at, separator = best
-    segment = text[at + len(separator) :].strip()
+    # Reversed, the separator's span [start, end) is [len - end, len - start) in `text`.
+    segment = text[len(text) - found.start() :].strip()
     if not 2 <= len(segment) <= _SEGMENT_MAX or not _SUFFIX_FORBIDDEN.isdisjoint(segment):
         return None
-    return segment, text[:at].rstrip()
+    return segment, text[: len(text) - found.end()].rstrip()
 
 
 def _split_segments(title: str) -> tuple[str | None, str | None]:

@@ -18,7 +18,7 @@ no such clue; its particle is only dropped.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 # Particles of separable verbs that also stand as free words: a closed class
 # of German grammar (Duden, "trennbare Verben"), not a list of news words.
@@ -72,14 +72,40 @@ PARTICLES = frozenset(
 _CONJUNCTIONS = frozenset({"und", "oder", "aber", "sondern", "doch", "denn"})
 _CLAUSE_PUNCTUATION = ".,;:!?)\"'“”„»«›‹"
 _DASHES = frozenset({"-", "–", "—", "|", "+++"})
+
+
+def prefix_tree(words: Collection[str]) -> str:
+    """A regular expression for exactly `words`, factored by shared prefixes.
+
+    "a(?:b|n|u(?:f|s))" instead of "ab|an|auf|aus": at each position the
+    search then tries a few branches instead of every word (three times faster
+    on long leads; `aggregator.text` uses it for its word lists too). It matches
+    the same strings as the plain alternation; only which word wins where two
+    match at one position may differ.
+    """
+    tails: dict[str, list[str]] = {}
+    for word in words:
+        if word:
+            tails.setdefault(word[0], []).append(word[1:])
+    branches = [re.escape(first) + prefix_tree(rest) for first, rest in sorted(tails.items())]
+    if not branches:
+        return ""
+    tree = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{tree})?" if "" in words else tree
+
+
 # A particle where a clause could end: before clause punctuation, at the end,
 # or before a dash or a conjunction standing alone. Particles as prepositions
 # ("an", "auf", "mit", "nach", "zu") are in nearly every German sentence; this
 # finds the few texts that can hold a separable verb without a Python loop.
+# The lookahead for a particle's first letter is one test per word start, where
+# the branches of the particles' tree would be tried one by one.
 _CLAUSE_FINAL_PARTICLE = re.compile(
-    r"\b(?:"
-    + "|".join(sorted(PARTICLES, key=len, reverse=True))
-    + r")\b(?:["
+    r"\b(?=["
+    + "".join(sorted({particle[0] for particle in PARTICLES}))
+    + "])"
+    + prefix_tree(PARTICLES)
+    + r"\b(?:["
     + re.escape(_CLAUSE_PUNCTUATION)
     + r"]|\s*$|\s+(?:"
     + "|".join(re.escape(w) for w in sorted(_DASHES | _CONJUNCTIONS))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -158,3 +160,140 @@ def test_the_quick_particle_test_never_skips_a_clause_final_particle(
     assert text_german.join_separable_particles(
         sentence, text._no_stems
     ) == text_german._join_particles(sentence.split(), text._no_stems)
+
+
+def _first_prefix(value: str) -> tuple[str, str] | None:
+    """`text._prefix` written out plainly: the earliest separator ending a 2-60 character kicker."""
+    found = [
+        (at, separator)
+        for separator in text._PREFIX_SEPARATORS
+        if (at := value.find(separator, 2, text._SEGMENT_MAX + len(separator))) >= 0
+    ]
+    if not found:
+        return None
+    at, separator = min(found)
+    return value[:at], value[at + len(separator) :].lstrip()
+
+
+def _last_suffix(value: str) -> tuple[str, str] | None:
+    """`text._suffix` written out plainly: the last separator, its segment 2-60 characters."""
+    found = [
+        (at, separator)
+        for separator in text._SUFFIX_SEPARATORS
+        if (at := value.rfind(separator, 1)) >= 0
+    ]
+    if not found:
+        return None
+    at, separator = max(found)
+    segment = value[at + len(separator) :].strip()
+    if not 2 <= len(segment) <= text._SEGMENT_MAX or not text._SUFFIX_FORBIDDEN.isdisjoint(segment):
+        return None
+    return segment, value[:at].rstrip()
+
+
+# Titles dense with separators, their characters and their overlaps (" - - ", "| - |").
+_SEPARATED_TITLES = st.lists(
+    st.sampled_from([" ", "a", "Bb", ":", "-", "|", "–", "—", "·", "»", "x" * 29]), max_size=40
+).map("".join)
+
+
+@settings(max_examples=500)
+@given(_SEPARATED_TITLES)
+@example("Video: Sturm - Hamburg | site.de")
+@example("a - |b")
+@example(" - - - x")
+@example("ab" + "x" * 58 + ": rest")
+@example("ab" + "x" * 59 + ": rest")
+def test_segment_search_finds_the_same_separators_as_plain_loops(value: str) -> None:
+    # One regular expression (the suffix one on the reversed text) replaces a
+    # loop over the separators; the segments found must be exactly the same.
+    assert text._prefix(value) == _first_prefix(value)
+    assert text._suffix(value) == _last_suffix(value)
+
+
+@given(st.text())
+def test_ticker_hint_search_agrees_with_the_hint_list(value: str) -> None:
+    assert (text._TICKER_HINT.search(value) is not None) == any(
+        hint in value for hint in text._TICKER_HINTS
+    )
+
+
+def test_learned_segments_are_counted_like_a_counter() -> None:
+    model = text.BoilerplateModel()
+    titles = ["Kiel: Brand im Hafen - Das Nordportal", "Wahl in Bremen - Das Nordportal"]
+    for title in titles * 2:
+        model.observe("Nordblatt", title)
+    assert model._titles == {"Nordblatt": 4}
+    assert model._suffixes == {"Nordblatt": {"dasnordportal": 4}}
+    # "Wahl in Bremen - Das Nordportal" has a prefix too: " - " ends a short kicker.
+    assert model._prefixes == {"Nordblatt": {"kiel": 2, "wahlinbremen": 2}}
+    # Nothing observed for another outlet: no table, nothing stripped.
+    assert "Südblatt" not in model._prefixes
+    assert model.strip("Südblatt", "Wahl in Bremen - Das Nordportal") == (
+        "Wahl in Bremen - Das Nordportal"
+    )
+
+
+def test_a_title_that_is_only_boilerplate_is_kept_whole() -> None:
+    model = text.BoilerplateModel()
+    # "The" leaves no stem, so stripping "Video:" would leave nothing to match on.
+    assert model.strip("x", "Video: The") == "Video: The"
+    assert model.strip("x", "Video: Sturm") == "Sturm"
+
+
+def test_particle_prefix_tree_matches_exactly_the_particles() -> None:
+    tree = re.compile(text_german.prefix_tree(text_german.PARTICLES))
+    near = {p[:-1] for p in text_german.PARTICLES} | {p + "n" for p in text_german.PARTICLES}
+    for word in text_german.PARTICLES | near | {"", "h", "hera", "vorueber"}:
+        assert (tree.fullmatch(word) is not None) == (word in text_german.PARTICLES), word
+
+
+# The quick test as a plain alternation of the particles, longest first.
+_PLAIN_CLAUSE_FINAL_PARTICLE = re.compile(
+    r"\b(?:"
+    + "|".join(sorted(text_german.PARTICLES, key=len, reverse=True))
+    + r")\b(?:["
+    + re.escape(text_german._CLAUSE_PUNCTUATION)
+    + r"]|\s*$|\s+(?:"
+    + "|".join(re.escape(w) for w in sorted(text_german._DASHES | text_german._CONJUNCTIONS))
+    + r")(?:\s|$))",
+    re.IGNORECASE,
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["her", "heran", "HERAN", "Vorüber", "vorueber", "zurück", "zu", "Zus", "aus", "ab",
+             "ſ", "K", "İ", "an", " ", "  ", ".", ",", "-", " und ", " oder", "\n", "„", "“", "x"]
+        ),
+        max_size=16,
+    ).map("".join)
+)  # fmt: skip
+def test_particle_prefix_tree_finds_what_the_plain_alternation_finds(value: str) -> None:
+    assert (text_german._CLAUSE_FINAL_PARTICLE.search(value) is None) == (
+        _PLAIN_CLAUSE_FINAL_PARTICLE.search(value) is None
+    )
+
+
+def test_first_letter_lookahead_admits_every_case_variant() -> None:
+    # Any cased character (the Kelvin sign for "k", say) in place of a
+    # particle's first letter: the lookahead must let through what the
+    # case-insensitive particle itself would match.
+    cased = [chr(c) for c in range(0x110000) if chr(c).lower() != chr(c).upper()]
+    for particle in text_german.PARTICLES:
+        for letter in cased:
+            value = f"Er {letter}{particle[1:]}."
+            assert (text_german._CLAUSE_FINAL_PARTICLE.search(value) is None) == (
+                _PLAIN_CLAUSE_FINAL_PARTICLE.search(value) is None
+            ), value
+
+
+@given(st.text(alphabet="abdeghilnoprstuwy ", max_size=40))
+@example("so reagieren")
+@example("what happened next")
+def test_clickbait_hint_finds_any_hint_word(value: str) -> None:
+    assert (text._CLICKBAIT_HINT.search(value) is not None) == any(
+        word in value for word in text._CLICKBAIT_HINT_WORDS
+    )
