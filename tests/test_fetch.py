@@ -93,6 +93,19 @@ def test_custom_user_agent(feed_server: FeedServer) -> None:
     assert feed_server.requests[0].headers["User-Agent"] == "aggregator-test/9"
 
 
+def test_credentials_in_the_url_are_sent_as_basic_auth(feed_server: FeedServer) -> None:
+    url = feed_server.add("/private.xml", RSS).replace("http://", "http://leser:geh%40eim@")
+    assert fetch(url).status is FetchStatus.OK
+    assert feed_server.requests[0].headers["Authorization"] == "Basic bGVzZXI6Z2VoQGVpbQ=="
+    assert feed_server.requests[0].headers["Host"] == url.split("@")[1].split("/")[0]
+
+
+def test_a_non_ascii_etag_is_sent_back(feed_server: FeedServer) -> None:
+    url = feed_server.add("/feed.xml", RSS, etag='"v1"')
+    fetch(Feed(url=url, outlet="test", etag='"grüße"'))
+    assert feed_server.requests[0].headers["If-None-Match"] == '"grüße"'.encode().decode("latin-1")
+
+
 def test_etag_gives_not_modified_without_content(feed_server: FeedServer) -> None:
     url = feed_server.add("/feed.xml", RSS, etag='"v1"')
     first = fetch(url)

@@ -33,7 +33,7 @@ from test_fetch import fetch_all, make_settings
 from aggregator.config import Settings
 from aggregator.fetch import fetch_feed, fetch_many
 from aggregator.fetch.client import make_client
-from aggregator.models import Entry, Feed, FetchStatus, Outlet
+from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet
 from aggregator.pipeline import Pipeline
 from aggregator.store import Fetched, SaveResult, Store
 from aggregator.store.writer import BatchWriter
@@ -122,6 +122,43 @@ def test_idle_host_pools_beyond_max_concurrency_are_closed_least_recently_used_f
     asyncio.run(run())
     assert len(first.ports) == 2
     assert (first.ports[0] == first.ports[1]) is reused
+
+
+def test_a_connection_the_server_closed_after_its_response_is_not_reused() -> None:
+    """A server that hangs up after each response without saying so (no "Connection: close").
+
+    The next request must go out on a new connection, not on the closed one,
+    even when the event loop has not yet noticed the close.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    answer = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # listener closed: the test is over
+            with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(4096) or b"\r\n\r\n"
+                connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/f.xml"
+    settings = make_settings()
+
+    async def run() -> list[FetchResult]:
+        async with make_client(settings) as client:
+            feed = Feed(url=url, outlet="o", etag='"v1"')
+            return [await fetch_feed(client, feed, settings) for _ in range(5)]
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        listener.close()
+    assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 5, [r.error for r in results]
 
 
 def test_a_host_is_looked_up_once_per_run_and_refused_for_every_feed(

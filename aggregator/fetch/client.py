@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import itertools
 import logging
 import mimetypes
 import ssl
@@ -33,7 +34,7 @@ import httpx
 
 from aggregator.config import FetchSettings
 from aggregator.fetch.guard import UnsafeURLError, check_url, host_to_vet, vet_host
-from aggregator.fetch.transport import PerOriginTransport
+from aggregator.fetch.transport import Connections, Response
 from aggregator.models import Feed, FetchResult, FetchStatus
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ ACCEPT = (
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
 ACCEPT_ENCODING = "gzip, deflate, br"
+_ACCEPT = ACCEPT.encode("ascii")
+_ACCEPT_ENCODING = ACCEPT_ENCODING.encode("ascii")
 _WEB_SCHEMES = ("http", "https")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_REDIRECTS = frozenset({301, 308})
@@ -92,17 +95,18 @@ class RequestSlots:
     @contextlib.asynccontextmanager
     async def hold(self, host: str) -> AsyncIterator[None]:
         state = self._host(host)
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(state.slot)
+        async with state.slot:
             if state.struggling:
-                await stack.enter_async_context(state.one_at_a_time)
-            await stack.enter_async_context(self._total)
-            yield
+                async with state.one_at_a_time, self._total:
+                    yield
+            else:
+                async with self._total:
+                    yield
 
-    def paused(self, host: str, now: datetime) -> FetchResult | None:
+    def paused(self, host: str) -> FetchResult | None:
         """A FAILED result for a request `host` asked not to receive yet, else None."""
         state = self._host(host)
-        if state.paused_until is None or state.paused_until <= now:
+        if state.paused_until is None or state.paused_until <= datetime.now(UTC):
             return None
         until = f"{state.paused_until:%Y-%m-%d %H:%M:%S} UTC"
         return FetchResult(
@@ -159,37 +163,20 @@ class _Host:
     pause_reason: str = ""
 
 
-def make_client(settings: FetchSettings) -> httpx.AsyncClient:
-    """An httpx client for `fetch_feed`: a pool of `per_host_concurrency` connections per host.
+def make_client(settings: FetchSettings) -> Connections:
+    """The connections for `fetch_feed`: kept alive, `per_host_concurrency` per host at most.
 
     Headers and timeouts are set per request by `fetch_feed`, so any client
-    works there. Proxy variables and .netrc are ignored (trust_env=False): the
-    SSRF guard vets the address this process connects to, which a proxy would
-    change, and .netrc credentials must not be sent to arbitrary feed hosts.
+    works there. No proxy, .netrc or cookies (see `transport`): the SSRF guard
+    vets the address this process connects to, which a proxy would change.
     """
-    return httpx.AsyncClient(
-        transport=PerOriginTransport(
-            per_origin=settings.per_host_concurrency, max_pools=settings.max_concurrency
-        ),
-        follow_redirects=False,
-        trust_env=False,
-        event_hooks={"response": [_vet_redirect]},
+    return Connections(
+        per_origin=settings.per_host_concurrency, max_origins=settings.max_concurrency
     )
 
 
-async def _vet_redirect(response: httpx.Response) -> None:
-    """Refuse a bad redirect target before httpx looks at it.
-
-    httpx parses every Location, even when not following redirects, and fails
-    with an obscure URL error on javascript:, data: or mailto: targets; this
-    hook runs first and fails with the reason instead.
-    """
-    if response.status_code in _REDIRECTS:
-        _redirect(response)
-
-
 async def fetch_feed(
-    client: httpx.AsyncClient,
+    client: Connections,
     feed: Feed,
     settings: FetchSettings,
     *,
@@ -222,30 +209,40 @@ async def fetch_many(
     """Fetch all `feeds` concurrently within the limits; yield each result as it completes.
 
     Yielding as results arrive lets the caller parse and store each feed
-    while the others are still downloading. A fetch starts only while fewer
-    than twice `max_concurrency` results are in flight or waiting for the
-    caller, so a caller slower than the network pauses the downloads instead
-    of letting documents pile up in memory; and a result handed out is no
-    longer referenced here (a finished task would keep its document until the
-    whole run ended). Closing the generator early cancels the fetches still running.
+    while the others are still downloading. At most twice `max_concurrency`
+    fetches are started ahead of the caller: the next feed starts only when
+    the caller takes a result, so a caller slower than the network pauses the
+    downloads instead of letting documents pile up in memory (and no task
+    waits around for each of thousands of feeds). A result handed out is no
+    longer referenced here. Closing the generator early cancels the fetches
+    still running.
     """
     slots = RequestSlots.from_settings(settings)
-    ahead = asyncio.Semaphore(2 * settings.max_concurrency)
     finished: asyncio.Queue[tuple[Feed, FetchResult]] = asyncio.Queue()
+    running: set[asyncio.Task[None]] = set()
+    waiting = iter(feeds)
     async with make_client(settings) as client:
 
         async def one(feed: Feed) -> None:
-            await ahead.acquire()
             # fetch_feed turns every problem into a result, so each task puts one here.
             finished.put_nowait((feed, await fetch_feed(client, feed, settings, slots=slots)))
 
-        running = {asyncio.create_task(one(feed)) for feed in feeds}
-        for task in running:
+        def start(feed: Feed | None) -> int:
+            """Start fetching `feed`; how many fetches that started (none for None)."""
+            if feed is None:
+                return 0
+            task = asyncio.create_task(one(feed))
+            running.add(task)
             task.add_done_callback(running.discard)
+            return 1
+
+        # Results not yet handed out, counted rather than read off `running`:
+        # a finished task leaves it only a step after its result was queued.
+        owed = sum(start(feed) for feed in itertools.islice(waiting, 2 * settings.max_concurrency))
         try:
-            for _ in range(len(running)):
+            while owed:
                 done = await finished.get()
-                ahead.release()
+                owed += start(next(waiting, None)) - 1
                 yield done
         finally:
             for task in list(running):
@@ -280,21 +277,22 @@ def _failed(url: str, error: str, elapsed: float = 0.0) -> FetchResult:
 
 
 async def _fetch_http(
-    client: httpx.AsyncClient, feed: Feed, settings: FetchSettings, slots: RequestSlots
+    client: Connections, feed: Feed, settings: FetchSettings, slots: RequestSlots
 ) -> FetchResult:
     """Follow the redirect chain by hand; `elapsed_seconds` excludes time queued for slots."""
     url = feed.url
     all_permanent = True
     elapsed = 0.0
     for _ in range(settings.max_redirects + 1):
-        host = httpx.URL(url).host
+        target = httpx.URL(url)
+        host = target.host
         async with slots.hold(host):
-            paused = slots.paused(host, datetime.now(UTC))
+            paused = slots.paused(host)
             if paused is not None:
                 paused.url = url
                 return paused
             started = time.monotonic()
-            outcome = await _attempt(client, url, feed, settings, slots)
+            outcome = await _attempt(client, target, url, feed, settings, slots)
             took = time.monotonic() - started
         slots.report(host, outcome, took)
         elapsed += took
@@ -312,12 +310,17 @@ async def _fetch_http(
 
 
 async def _attempt(
-    client: httpx.AsyncClient, url: str, feed: Feed, settings: FetchSettings, slots: RequestSlots
+    client: Connections,
+    target: httpx.URL,
+    url: str,
+    feed: Feed,
+    settings: FetchSettings,
+    slots: RequestSlots,
 ) -> FetchResult | _Redirect:
-    """One hop within the wall-clock limit, failures turned into results."""
+    """One hop (`url`, parsed as `target`) within the wall-clock limit, failures as results."""
     try:
         async with asyncio.timeout(settings.total_timeout):
-            return await _exchange(client, url, feed, settings, slots)
+            return await _exchange(client, target, url, feed, settings, slots)
     except TimeoutError:
         return _failed(url, f"response took longer than {settings.total_timeout:g} s")
     except _FAILURES as exc:
@@ -325,74 +328,92 @@ async def _attempt(
 
 
 async def _exchange(
-    client: httpx.AsyncClient, url: str, feed: Feed, settings: FetchSettings, slots: RequestSlots
+    client: Connections,
+    target: httpx.URL,
+    url: str,
+    feed: Feed,
+    settings: FetchSettings,
+    slots: RequestSlots,
 ) -> FetchResult | _Redirect:
     """One request: a final result, or where a redirect points."""
     host = host_to_vet(url, allow_private=settings.allow_private_addresses)
     if host is not None:
         await slots.vet(host)
-    async with client.stream(
-        "GET",
-        url,
-        headers=_request_headers(feed, settings),
-        timeout=_timeouts(settings),
-        follow_redirects=False,
-    ) as response:
-        code = response.status_code
-        if code in _REDIRECTS:
-            target = _redirect(response)
-            await _drain(response)
-            return target
-        headers = response.headers
-        result = FetchResult(
-            url=url,
-            status=FetchStatus.FAILED,
-            http_status=code,
-            content_type=headers.get("content-type"),
-        )
-        if code == 410:
-            result.status = FetchStatus.GONE
-            result.error = "HTTP 410 Gone"
-        elif code != 304 and not 200 <= code < 300:
-            result.error = f"HTTP {code} {response.reason_phrase}".rstrip()
-            if code in _RETRY_STATUSES:
-                now = datetime.now(UTC)
-                result.retry_after = parse_retry_after(headers.get("retry-after"), now)
+    response = await client.send(
+        target,
+        _request_headers(feed, settings),
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )
+    try:
+        return await _outcome(response, url, settings)
+    finally:
+        await response.aclose()
+
+
+async def _outcome(
+    response: Response, url: str, settings: FetchSettings
+) -> FetchResult | _Redirect:
+    """What a response means: a final result (its body read if needed), or a redirect."""
+    code = response.status_code
+    if code in _REDIRECTS:
+        target = _redirect(response)
+        await _drain(response)
+        return target
+    headers = response.headers
+    result = FetchResult(
+        url=url,
+        status=FetchStatus.FAILED,
+        http_status=code,
+        content_type=headers.get("content-type"),
+    )
+    if code == 410:
+        result.status = FetchStatus.GONE
+        result.error = "HTTP 410 Gone"
+    elif code != 304 and not 200 <= code < 300:
+        result.error = f"HTTP {code} {response.reason_phrase}".rstrip()
+        if code in _RETRY_STATUSES:
+            now = datetime.now(UTC)
+            result.retry_after = parse_retry_after(headers.get("retry-after"), now)
+    else:
+        # Validators describe content, so only a 2xx or 304 carries meaningful ones.
+        result.etag = headers.get("etag")
+        result.last_modified = headers.get("last-modified")
+        result.retry_after = fresh_until(headers, datetime.now(UTC))
+        if code == 304:
+            result.status = FetchStatus.NOT_MODIFIED
         else:
-            # Validators describe content, so only a 2xx or 304 carries meaningful ones.
-            result.etag = headers.get("etag")
-            result.last_modified = headers.get("last-modified")
-            result.retry_after = fresh_until(headers, datetime.now(UTC))
-            if code == 304:
-                result.status = FetchStatus.NOT_MODIFIED
-            else:
-                result.content = await _read_capped(response, settings.max_bytes)
-                result.bytes_read = len(result.content)
-                result.status = FetchStatus.OK
-        if result.content is None:
-            await _drain(response)
-        return result
+            result.content = await _read_capped(response, settings.max_bytes)
+            result.bytes_read = len(result.content)
+            result.status = FetchStatus.OK
+    if result.content is None:
+        await _drain(response)
+    return result
 
 
-async def _drain(response: httpx.Response) -> None:
+async def _drain(response: Response) -> None:
     """Read to its end a body nobody needs (304, error page, redirect) if it is small.
 
-    httpcore puts a connection back into the pool only once the whole response
+    A connection is kept for the next request only once the whole response
     was received; leaving even an empty 304 body unread closes the connection,
     so every feed of a host would pay a new TCP (and TLS) handshake. Bodies that
     are not declared small, or do not arrive at once, are left: the connection closes.
+    A 304 has no body by definition (its end is known without reading), so it
+    needs no time limit of its own.
     """
-    declared = response.headers.get("content-length", "")
-    small = response.status_code == 304 or (declared.isdigit() and int(declared) <= _DRAIN_LIMIT)
-    if not small:
-        return
     with contextlib.suppress(httpx.HTTPError, TimeoutError):
-        async with asyncio.timeout(_DRAIN_SECONDS):
+        if response.status_code == 304:
             async for _ in response.aiter_raw():
                 pass
+            return
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) <= _DRAIN_LIMIT:
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                async for _ in response.aiter_raw():
+                    pass
 
 
-def _redirect(response: httpx.Response) -> _Redirect:
+def _redirect(response: Response) -> _Redirect:
     location = response.headers.get("location")
     if not location:
         raise _Refused(f"HTTP {response.status_code} redirect without a Location header")
@@ -408,7 +429,7 @@ def _redirect(response: httpx.Response) -> _Redirect:
     return _Redirect(response.status_code, str(target))
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+async def _read_capped(response: Response, limit: int) -> bytes:
     """The decoded body, refused as soon as it grows past `limit` bytes."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -550,27 +571,27 @@ def _http_date(value: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _request_headers(feed: Feed, settings: FetchSettings) -> dict[str, str]:
-    headers = {
-        "User-Agent": settings.user_agent,
-        "Accept": ACCEPT,
-        # Exactly what _BoundedDecoder undoes; httpx's own decoding is bypassed.
-        "Accept-Encoding": ACCEPT_ENCODING,
-    }
+def _request_headers(feed: Feed, settings: FetchSettings) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"User-Agent", _header_value(settings.user_agent)),
+        (b"Accept", _ACCEPT),
+        # Exactly what _BoundedDecoder undoes: nothing else decodes the body.
+        (b"Accept-Encoding", _ACCEPT_ENCODING),
+        (b"Connection", b"keep-alive"),
+    ]
     if feed.etag:
-        headers["If-None-Match"] = feed.etag
+        headers.append((b"If-None-Match", _header_value(feed.etag)))
     if feed.last_modified:
-        headers["If-Modified-Since"] = feed.last_modified
+        headers.append((b"If-Modified-Since", _header_value(feed.last_modified)))
     return headers
 
 
-def _timeouts(settings: FetchSettings) -> httpx.Timeout:
-    return httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=settings.read_timeout,
-        pool=settings.connect_timeout,
-    )
+def _header_value(text: str) -> bytes:
+    """ASCII as it is; anything else as UTF-8, the way such a value was most likely received."""
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
 
 
 async def _fetch_file(feed: Feed, settings: FetchSettings) -> FetchResult:

@@ -5,7 +5,12 @@ on SQLite every transaction costs a commit and a round on the write lock, more
 than its rows. So the writer gathers what arrives while it works, and lets a
 batch of state-only results (304s, failures) wait up to `linger` seconds for
 company; results that someone waits for (`urgent`, e.g. a parsed document
-holding a parser slot) are written as soon as the thread is free.
+holding a parser slot) and results with entries are written as soon as the
+thread is free. While a batch lingers, the thread sleeps until the time is
+up or something that may not wait (or a full batch) arrives, rather than
+waking for every result: in a 304
+cycle results come every half millisecond, and each wake-up would take the
+interpreter lock from the event loop.
 
 What a crash can lose: the results not yet committed, which are only fetch
 state (a feed's validators and next fetch time) and entries nobody was told
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -66,6 +70,8 @@ class BatchWriter(Generic[Token]):
         self._stored = stored
         self._linger = linger
         self._queue: queue.SimpleQueue[_Item[Token] | _Close] = queue.SimpleQueue()
+        # Set when a lingering batch should be written now: urgent, full, or closing.
+        self._hurry = threading.Event()
         self._closed = False
         # A daemon: a run that dies without close() must not hang on exit; what it
         # had not committed is lost as in any crash.
@@ -74,12 +80,16 @@ class BatchWriter(Generic[Token]):
 
     def submit(self, fetched: Fetched, token: Token, *, urgent: bool = False) -> None:
         self._queue.put(_Item(fetched, token, urgent))
+        # Only state-only results linger; entries are worth a transaction of their own.
+        if urgent or fetched.entries or self._queue.qsize() >= MAX_FEEDS:
+            self._hurry.set()
 
     def close(self) -> None:
         """Write everything submitted so far, then stop the thread (blocks until done)."""
         if not self._closed:
             self._closed = True
             self._queue.put(_Close())
+            self._hurry.set()
         self._thread.join()
 
     def _run(self) -> None:
@@ -94,21 +104,22 @@ class BatchWriter(Generic[Token]):
         first = self._queue.get()
         if isinstance(first, _Close):
             return [], True
+        if not first.urgent:
+            self._hurry.wait(self._linger)
+        # Cleared before taking what is queued: whatever sets it from now on is
+        # either taken below or makes the next batch's wait return at once.
+        self._hurry.clear()
         batch = [first]
         entries = len(first.fetched.entries)
-        urgent = first.urgent
-        deadline = time.monotonic() + self._linger
         while len(batch) < MAX_FEEDS and entries < MAX_ENTRIES:
-            wait = 0.0 if urgent else deadline - time.monotonic()
             try:
-                item = self._queue.get(block=wait > 0, timeout=wait if wait > 0 else None)
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if isinstance(item, _Close):
                 return batch, True
             batch.append(item)
             entries += len(item.fetched.entries)
-            urgent = urgent or item.urgent
         return batch, False
 
     def _write(self, batch: list[_Item[Token]]) -> list[tuple[Token, Outcome]]:
