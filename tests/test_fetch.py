@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import brotli
+import httpx
 import pytest
 from feedserver import FeedServer
 
@@ -382,6 +383,47 @@ def test_ssrf_guard_refuses_loopback(feed_server: FeedServer) -> None:
     result = fetch(url, make_settings(allow_private_addresses=False))
     assert result.status is FetchStatus.FAILED
     assert result.error is not None and "127.0.0.1 is a loopback address" in result.error
+    assert feed_server.hits("/feed.xml") == 0
+
+
+def test_connection_goes_to_the_vetted_addresses_not_a_new_lookup(
+    feed_server: FeedServer,
+) -> None:
+    """The guard's addresses are the ones used: this name resolves nowhere, yet it is served."""
+    feed_server.add("/feed.xml", RSS)
+
+    async def run() -> tuple[int, bytes]:
+        async with make_client(make_settings()) as client:
+            url = httpx.URL(f"http://feeds.invalid:{feed_server.port}/feed.xml")
+            response = await client.send(
+                url, [], connect_timeout=1, read_timeout=1, addresses=["127.0.0.1"]
+            )
+            body = b"".join([chunk async for chunk in response.aiter_raw()])
+            await response.aclose()
+            return response.status_code, body
+
+    status, body = asyncio.run(run())
+    assert (status, body) == (200, RSS.encode())
+    assert feed_server.requests[-1].headers["Host"] == f"feeds.invalid:{feed_server.port}"
+
+
+def test_dns_rebinding_to_loopback_after_the_check_is_not_followed(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name that is public when vetted and loopback a moment later (DNS cannot run here)."""
+    feed_server.add("/feed.xml", RSS)
+    answers = iter(["93.184.215.14"])  # public when the guard asks; 127.0.0.1 afterwards
+    real_getaddrinfo = socket.getaddrinfo
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "feeds.rebind.example":
+            host = next(answers, "127.0.0.1")
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    url = f"http://feeds.rebind.example:{feed_server.port}/feed.xml"
+    result = fetch(url, make_settings(allow_private_addresses=False))
+    assert result.status is FetchStatus.FAILED  # 93.184.215.14 is out of reach here
     assert feed_server.hits("/feed.xml") == 0
 
 

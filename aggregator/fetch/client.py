@@ -85,7 +85,7 @@ class RequestSlots:
         self._per_host = per_host
         self._slow_after = slow_after
         self._hosts: dict[str, _Host] = {}
-        self._verdicts: dict[str, asyncio.Future[None]] = {}
+        self._verdicts: dict[str, asyncio.Future[list[str]]] = {}
 
     @classmethod
     def from_settings(cls, settings: FetchSettings) -> RequestSlots:
@@ -127,14 +127,14 @@ class RequestSlots:
             state.paused_until = max(outcome.retry_after or now + HOST_PAUSE, now)
             state.pause_reason = f"HTTP {outcome.http_status}"
 
-    async def vet(self, host: str) -> None:
-        """The SSRF guard's DNS check of `host`, done once per run and shared.
+    async def vet(self, host: str) -> list[str]:
+        """The SSRF guard's DNS check of `host`, done once per run and shared: its vetted addresses.
 
         getaddrinfo blocks, so it runs in a worker thread; asking once per run
-        rather than per request saves a thread hop and a lookup per feed. The
+        rather than per request saves a thread hop and a lookup per feed.
+        Connections to `host` go to these addresses only (see `guard`). The
         verdict (refusal included) holds for this run only, so a host that
-        moves to a private address is caught at the next run at the latest,
-        as the check-then-connect order allows at all (see `guard`).
+        moves is followed, and checked again, at the next run.
         """
         verdict = self._verdicts.get(host)
         if verdict is None:
@@ -143,7 +143,7 @@ class RequestSlots:
             )
             # Retrieved here too, so a refusal nobody awaits any more is not logged as lost.
             verdict.add_done_callback(lambda done: done.cancelled() or done.exception())
-        await asyncio.shield(verdict)
+        return await asyncio.shield(verdict)
 
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
@@ -337,13 +337,12 @@ async def _exchange(
 ) -> FetchResult | _Redirect:
     """One request: a final result, or where a redirect points."""
     host = host_to_vet(url, allow_private=settings.allow_private_addresses)
-    if host is not None:
-        await slots.vet(host)
     response = await client.send(
         target,
         _request_headers(feed, settings),
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        addresses=None if host is None else await slots.vet(host),
     )
     try:
         return await _outcome(response, url, settings)

@@ -6,8 +6,10 @@ metadata service or a router's admin page. The guard resolves the host the way
 the operating system will and refuses every address that is not public, unless
 the configuration explicitly allows private addresses (tests, intranets).
 
-The check happens before the connection, so a DNS answer that changes between
-the check and the connect (rebinding) is not caught; see the fetch stage's notes.
+`vet_host` returns the addresses it vetted, and the fetcher connects to those
+and no others: a DNS answer that changes between the check and the connect
+(rebinding: public when asked, the metadata service a moment later) is never
+used.
 """
 
 from __future__ import annotations
@@ -72,13 +74,19 @@ def host_to_vet(url: str, *, allow_private: bool) -> str | None:
     return None if allow_private else host
 
 
-def vet_host(host: str) -> None:
-    """Raise UnsafeURLError unless every address `host` resolves to is public (blocks on DNS)."""
-    for address in _resolve(host):
+def vet_host(host: str) -> list[str]:
+    """The addresses `host` resolves to, in the resolver's order, if every one is public.
+
+    Raises UnsafeURLError otherwise (blocks on DNS). A connection must go to
+    these addresses, not to the name: asked again, DNS may answer otherwise.
+    """
+    addresses = _resolve(host)
+    for address in addresses:
         kind = non_public_kind(address)
         if kind is not None:
             where = host if host == str(address) else f"{host} resolves to {address}, which"
             raise UnsafeURLError(f"{where} is a {kind} address; {_ALLOW_HINT}")
+    return list(dict.fromkeys(str(address) for address in addresses))
 
 
 def non_public_kind(address: IPAddress) -> str | None:

@@ -45,7 +45,7 @@ import select
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 
 import h11
@@ -117,11 +117,14 @@ class Connections:
         *,
         connect_timeout: float,
         read_timeout: float,
+        addresses: Sequence[str] | None = None,
     ) -> Response:
         """GET `url`; the response's status and headers are read, its body is not.
 
-        `headers` are sent after Host, as given. The caller must `aclose` the
-        response; only a body read to its end lets the connection be reused.
+        `headers` are sent after Host, as given. A new connection goes to
+        `addresses` (those the SSRF guard vetted for the host) if given, else
+        to whatever the host name resolves to now. The caller must `aclose`
+        the response; only a body read to its end lets the connection be reused.
         """
         scheme = url.raw_scheme
         port = url.port or _DEFAULT_PORTS.get(scheme)
@@ -134,7 +137,7 @@ class Connections:
             sent.append(_basic_auth(url))
         connection = self._idle_connection(origin)
         if connection is None:
-            connection = await _Connection.open(url.host, origin, connect_timeout)
+            connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
         try:
             response = await connection.request(url.raw_path, sent, read_timeout)
         except BaseException:
@@ -218,8 +221,14 @@ class _Connection:
         self._idle_since = 0.0
 
     @classmethod
-    async def open(cls, host: str, origin: Origin, timeout: float) -> _Connection:
-        stream = await _Stream.connect(host, origin[2], timeout)
+    async def open(
+        cls, host: str, addresses: Sequence[str] | None, origin: Origin, timeout: float
+    ) -> _Connection:
+        """A connection to `addresses` (else `host`'s), TLS verified for `host` on https."""
+        if addresses is None:
+            stream = await _Stream.connect(host, origin[2], timeout)
+        else:
+            stream = await _Stream.connect_to(addresses, origin[2], timeout)
         if origin[0] == b"https":
             try:
                 await stream.start_tls(tls_context(), host, timeout)
@@ -348,6 +357,33 @@ class _Stream(asyncio.Protocol):
         except OSError as exc:
             raise httpx.ConnectError(str(exc)) from exc
         return stream
+
+    @classmethod
+    async def connect_to(cls, addresses: Sequence[str], port: int, timeout: float) -> _Stream:
+        """A TCP connection to the first of `addresses` that answers; no name is resolved.
+
+        Tried in turn, each with an equal share of the time left (at least
+        `_HAPPY_EYEBALLS`), so an unreachable first address (a broken IPv6
+        route) costs part of the timeout, not all of it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        failures: list[str] = []
+        for left, address in zip(range(len(addresses), 0, -1), addresses, strict=True):
+            share = max((deadline - loop.time()) / left, _HAPPY_EYEBALLS)
+            try:
+                async with asyncio.timeout(share):
+                    _, stream = await loop.create_connection(cls, address, port)
+                return stream
+            except TimeoutError:
+                failures.append(f"{address}: no answer within {share:.2g} s")
+            except OSError as exc:
+                failures.append(f"{address}: {exc.strerror or exc}")
+            if loop.time() >= deadline:
+                break
+        if failures and all("no answer" in failure for failure in failures):
+            raise httpx.ConnectTimeout(f"no connection within {timeout:g} s")
+        raise httpx.ConnectError("; ".join(failures) or "no address to connect to")
 
     # -- the protocol: called by the event loop --
 
