@@ -30,10 +30,11 @@ stored state, then adding) agree.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Generator, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -295,32 +296,47 @@ class Clusterer:
         cluster of the same story (see `take_merges`); the returned match
         names the surviving cluster.
         """
+        self._advance(item.published)
         return self._place(self._featurize(item))
 
-    def add_many(self, items: Iterable[Item], count: int | None = None) -> Iterator[Match]:
+    def add_many(
+        self, items: Iterable[Item], count: int | None = None
+    ) -> Generator[Match, None, None]:
         """`add` for each item in order, lazily; a long batch is normalized in a second process.
 
         `count` (how many items there are; `len(items)` if not given) decides
         whether a second process pays. The matches, merges and the state left
-        behind are those of calling `add` item by item.
+        behind are those of calling `add` item by item. Until the iterator is
+        exhausted or closed, nothing else may be added or primed.
         """
-        return map(self._place, self._normalized(items, count))
+        with contextlib.closing(self._normalized(items, count)) as normalized:
+            for features in normalized:
+                yield self._place(features)
 
     def prime_many(self, clustered: Sequence[tuple[Item, Match]]) -> None:
         """`prime` for each (item, match) in order; a long window is normalized in parallel."""
-        normalized = self._normalized([item for item, _ in clustered])
-        for features, (_, match) in zip(normalized, clustered, strict=True):
-            self._advance(features.published)
-            self._state.insert(features, match.cluster_id)
+        with contextlib.closing(self._normalized([item for item, _ in clustered])) as normalized:
+            for features, (_, match) in zip(normalized, clustered, strict=True):
+                self._state.insert(features, match.cluster_id)
 
-    def _normalized(self, items: Iterable[Item], count: int | None = None) -> Iterator[Features]:
+    def _normalized(
+        self, items: Iterable[Item], count: int | None = None
+    ) -> Generator[Features, None, None]:
+        """Features of `items` in order, each after the window advanced to its time.
+
+        The window advances before an item is observed in the statistics, as
+        in `add`: at story granularity an evicted member's centroid update
+        reads the IDF, which the next item's observation would move.
+        """
         if count is None:
             count = len(items) if isinstance(items, Sized) else 0
         if not self.settings.parallel or count < cluster_ahead.MIN_ENTRIES:
-            yield from map(self._featurize, items)
+            for item in items:
+                self._advance(item.published)
+                yield self._featurize(item)
             return
         ahead = cluster_ahead.AheadNormalizer(
-            items, self.boilerplate, self.frequencies, self.tuning
+            items, self.boilerplate, self.frequencies, self.tuning, self._advance
         )
         try:
             yield from ahead
@@ -328,7 +344,7 @@ class Clusterer:
             self.boilerplate = ahead.boilerplate
 
     def _place(self, features: Features) -> Match:
-        self._advance(features.published)
+        """Decide and record where `features` go (the window has advanced to their time)."""
         match, candidates = self._decide(features)
         self._state.insert(features, match.cluster_id)
         if self.tuning.merge_threshold is not None and match.matched_id is not None:

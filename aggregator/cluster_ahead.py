@@ -21,7 +21,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import sys
 from array import array
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aggregator import text
 from aggregator.cluster_score import (
@@ -49,14 +48,20 @@ MIN_ENTRIES = 10_000
 # enough that pickling is cheap per entry, small enough to keep memory flat.
 CHUNK = 1_000
 IN_FLIGHT = 4
+# Every this many chunks the worker sends its boilerplate model and starts
+# numbering tokens afresh, so that neither side keeps a table growing with
+# the batch (a recluster of weeks) rather than with the matcher's window.
+EPOCH = 20
 
 _ItemRow = tuple[int, str, str, str, datetime, str | None, str | None]
 # A chunk of features as the worker sends it: the tokens it had not sent
-# before, then one tuple per entry (see `_encode`).
-_Chunk = tuple[list[str], list[tuple[Any, ...]]]
+# before (in this epoch), one tuple per entry (see `_encode`), and at the end
+# of an epoch the boilerplate model after the chunk's entries.
+_Chunk = tuple[list[str], list[tuple[Any, ...]], text.BoilerplateModel | None]
 _LEVEL_OF = {weight: level for level, weight in enumerate(WEIGHT_LEVELS)}
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def _numbering() -> defaultdict[str, int]:
@@ -71,8 +76,10 @@ class _Worker:
     boilerplate: text.BoilerplateModel
     frequencies: DocumentFrequencies
     tuning: Tuning
-    # Token -> its number in this batch, numbered as first sent.
+    epoch: int  # chunks per epoch: `EPOCH` as the starting process has it
+    # Token -> its number in this epoch, numbered as first sent.
     vocabulary: defaultdict[str, int] = field(default_factory=_numbering)
+    chunks: int = 0
 
 
 _worker: _Worker | None = None
@@ -83,25 +90,29 @@ def _start(
     boilerplate: text.BoilerplateModel,
     frequencies: DocumentFrequencies,
     tuning: Tuning,
+    epoch: int,
 ) -> None:
     """Worker initializer: the clusterer's statistics as they were when the batch began."""
     global _worker
     exit_with(parent)  # a SIGKILLed run leaves no worker behind
-    _worker = _Worker(boilerplate, frequencies, tuning)
+    _worker = _Worker(boilerplate, frequencies, tuning, epoch)
 
 
 def _normalize(rows: list[_ItemRow]) -> _Chunk:
     """Worker task: the next entries' features, in order, encoded by `_encode`."""
-    assert _worker is not None, "worker not started"
-    known = len(_worker.vocabulary)
-    number = _worker.vocabulary.__getitem__
+    worker = _worker
+    assert worker is not None, "worker not started"
+    if worker.chunks % worker.epoch == 0:
+        worker.vocabulary = _numbering()
+    worker.chunks += 1
+    known = len(worker.vocabulary)
+    number, boilerplate = worker.vocabulary.__getitem__, worker.boilerplate
     encoded = [
-        _encode(
-            featurize(Item(*row), _worker.boilerplate, _worker.frequencies, _worker.tuning), number
-        )
+        _encode(featurize(Item(*row), boilerplate, worker.frequencies, worker.tuning), number)
         for row in rows
     ]
-    return list(itertools.islice(_worker.vocabulary, known, None)), encoded
+    snapshot = worker.boilerplate if worker.chunks % worker.epoch == 0 else None
+    return list(itertools.islice(worker.vocabulary, known, None)), encoded, snapshot
 
 
 def _encode(features: Features, number: Callable[[str], int]) -> tuple[Any, ...]:
@@ -153,7 +164,10 @@ def _row(item: Item) -> _ItemRow:
 
 
 def _decode(row: tuple[Any, ...], vocabulary: list[str]) -> Features:
-    """The features `_encode` sent, tokens looked up in the batch's `vocabulary`."""
+    """The features `_encode` sent, tokens looked up in the epoch's `vocabulary`.
+
+    The tokens are the vocabulary's strings, shared by all the epoch's entries.
+    """
     (id_, published, url, language, title, lead, numbers, tokens, keys, levels, *rest) = row
     token = vocabulary.__getitem__
     weights = dict(
@@ -169,17 +183,22 @@ def _decode(row: tuple[Any, ...], vocabulary: list[str]) -> Features:
     )  # fmt: skip
 
 
+class _WorkerLost(Exception):
+    """The worker process died (killed, out of memory): the rest is normalized here."""
+
+
 class AheadNormalizer:
     """`featurize` over a stream of items, done by a worker process running ahead.
 
     Iterating yields each item's features in order, as `featurize` with the
-    given model and frequencies would have: `frequencies` (the caller's) has
-    observed each entry once it is yielded. Items are taken from `items`
-    only a few chunks ahead of what was yielded, so a stream read page by
-    page from a database stays a few pages in memory. The boilerplate model
-    the stream ends with is `boilerplate` once the iteration is over, however
-    it ended (early stop, an error, a dead worker): it has then observed
-    exactly the entries yielded.
+    given model and frequencies would have: `arrive` was called with the
+    item's publication time and then `frequencies` (the caller's) observed
+    the item, as in `Clusterer.add`. Items are taken from `items` only a few
+    chunks ahead of what was yielded, so a stream read page by page from a
+    database stays a few pages in memory. The boilerplate model the stream
+    ends with is `boilerplate` once the iteration is over, however it ended
+    (early stop, an error, a dead worker): it has then observed exactly the
+    entries yielded.
     """
 
     def __init__(
@@ -188,42 +207,49 @@ class AheadNormalizer:
         boilerplate: text.BoilerplateModel,
         frequencies: DocumentFrequencies,
         tuning: Tuning,
+        arrive: Callable[[datetime], None],
     ) -> None:
         self.boilerplate = boilerplate
         self._items = iter(items)
         self._frequencies = frequencies
         self._tuning = tuning
+        self._arrive = arrive
         # Items sent to the worker and not yielded yet, and the (outlet, title)
-        # of those yielded: what it takes to go on here if the worker cannot.
+        # of those yielded since `boilerplate` was last brought up to date:
+        # what it takes to go on here if the worker cannot.
         self._sent: deque[Item] = deque()
         self._yielded: list[tuple[str, str]] = []
-        # The worker's tokens by number, each one string shared by all entries.
+        # The worker's tokens of this epoch, by number.
         self._vocabulary: list[str] = []
+        self._received = 0
+        self._epoch = EPOCH
 
     def __iter__(self) -> Iterator[Features]:
         pool = ProcessPoolExecutor(
             1,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_start,
-            initargs=(os.getpid(), self.boilerplate, self._frequencies, self._tuning),
+            initargs=(os.getpid(), self.boilerplate, self._frequencies, self._tuning, self._epoch),
         )
         handed_over = False
         try:
             pending: deque[Future[_Chunk]] = deque()
             while chunk := list(itertools.islice(self._items, CHUNK)):
                 self._sent.extend(chunk)
-                pending.append(pool.submit(_normalize, [_row(item) for item in chunk]))
+                pending.append(_submit(pool, _normalize, [_row(item) for item in chunk]))
                 if len(pending) >= IN_FLIGHT:
                     yield from self._receive(pending.popleft())
             while pending:
                 yield from self._receive(pending.popleft())
-            self.boilerplate = pool.submit(_boilerplate).result()
+            self.boilerplate = _result(_submit(pool, _boilerplate))
+            self._yielded.clear()
             handed_over = True
-        except BrokenProcessPool:
+        except _WorkerLost:
             log.warning("the normalizer process died; normalizing the rest in this process")
             self._catch_up()
             handed_over = True
             for item in itertools.chain(self._sent, self._items):
+                self._arrive(item.published)
                 yield featurize(item, self.boilerplate, self._frequencies, self._tuning)
         finally:
             if not handed_over:  # stopped early or failed
@@ -231,19 +257,41 @@ class AheadNormalizer:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _receive(self, future: Future[_Chunk]) -> Iterator[Features]:
-        new_tokens, rows = future.result()
+        new_tokens, rows, snapshot = _result(future)
+        if self._received % self._epoch == 0:
+            self._vocabulary = []
+        self._received += 1
         vocabulary = self._vocabulary
-        vocabulary.extend(map(sys.intern, new_tokens))
-        observe, sent, yielded = self._frequencies.observe, self._sent, self._yielded
+        vocabulary.extend(new_tokens)
+        arrive, observe = self._arrive, self._frequencies.observe
+        sent, yielded = self._sent, self._yielded
         for row in rows:
             features = _decode(row, vocabulary)
+            arrive(features.published)
             observe(features.weights.keys())  # as `featurize` did in the worker
             item = sent.popleft()
             yielded.append((item.outlet, item.title))
             yield features
+        if snapshot is not None:  # the model after every entry yielded so far
+            self.boilerplate = snapshot
+            yielded.clear()
 
     def _catch_up(self) -> None:
-        """The starting model (unchanged here) observes the titles of the entries yielded."""
+        """`boilerplate` observes the titles yielded since it was last brought up to date."""
         for outlet, title in self._yielded:
             self.boilerplate.observe(outlet, title)
         self._yielded.clear()
+
+
+def _submit(pool: ProcessPoolExecutor, task: Callable[..., _T], *args: Any) -> Future[_T]:
+    try:
+        return pool.submit(task, *args)
+    except BrokenProcessPool as exc:
+        raise _WorkerLost from exc
+
+
+def _result(future: Future[_T]) -> _T:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        raise _WorkerLost from exc

@@ -346,14 +346,15 @@ def overlap(a: Features, b: Features) -> float:
     usually reappears in the other's headline or lead. Per side: the
     IDF-weighted share of its headline tokens found anywhere in the other item.
     """
-    # The set intersections run in C; only the (few) shared tokens are summed in Python.
+    # Summed in headline order, not over a set: a set's order depends on the
+    # process's string hash seed, and so would the last bits of the sum.
     total = 0.0
     if a.title_mass:
-        weights = a.weights
-        total += sum([weights[t] for t in b.weights.keys() & a.title_tokens]) / a.title_mass
+        weights, other = a.weights, b.weights
+        total += sum([weights[t] for t in a.title_tokens if t in other]) / a.title_mass
     if b.title_mass:
-        weights = b.weights
-        total += sum([weights[t] for t in a.weights.keys() & b.title_tokens]) / b.title_mass
+        weights, other = b.weights, a.weights
+        total += sum([weights[t] for t in b.title_tokens if t in other]) / b.title_mass
     return 50.0 * total
 
 

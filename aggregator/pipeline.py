@@ -311,19 +311,26 @@ class Pipeline:
         # Until this run has committed, the database alone says what is clustered.
         self._warm = None
         waiting = self.store.count_unclustered()
-        matches = clusterer.add_many(map(Item.from_entry, self._pages_from(page)), waiting)
+        items = map(Item.from_entry, self._pages_from(page))
         assigned = 0
-        while batch := list(itertools.islice(matches, CLUSTER_BATCH)):
-            merges = clusterer.take_merges()
-            self.store.save_matches(resolve_merges(batch, merges), merges)
-            assigned += len(batch)
+        with contextlib.closing(clusterer.add_many(items, waiting)) as matches:
+            while batch := list(itertools.islice(matches, CLUSTER_BATCH)):
+                merges = clusterer.take_merges()
+                self.store.save_matches(resolve_merges(batch, merges), merges)
+                assigned += len(batch)
         # Editors' splits and merges overrule the matcher, also after a recluster.
         apply_corrections(self.store)
         self._warm = clusterer
         return assigned
 
     def _pages_from(self, page: list[Entry]) -> Iterator[Entry]:
-        """The unclustered entries from `page` on, in the matcher's order, a page read at a time."""
+        """The unclustered entries from `page` on, in the matcher's order, a page read at a time.
+
+        Read by position (after the last entry read), as pages are read ahead of
+        the matches being stored: an entry stored meanwhile with an earlier
+        publication time waits for the next run (runs hold the "run" lock, so
+        only another process's fetch could store one).
+        """
         while page:
             yield from page
             page = self.store.unclustered(limit=CLUSTER_BATCH, after=page[-1])

@@ -23,7 +23,7 @@ The bench times the full clustering (normalisation included: `cluster_items`
 on `Item`s built beforehand) of the first 100,000 and of all 200,000 entries
 in time order, each in a forked child that starts with cold normaliser
 caches, once in one process (`cluster.parallel = false`) and once with the
-normalizer process of `aggregator.cluster_ahead` (the default), and reports
+normalizer process of `aggregator.cluster_ahead` (`cluster.parallel = true`), and reports
 entries/s, the ratio of the two times and the peak RSS of those children
 (`resource.getrusage`) and of the normalizer (sampled), and in the same run the naive
 all-pairs baseline of `bench/matcher_quality.py` (rapidfuzz on every pair,

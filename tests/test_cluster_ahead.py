@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,10 +33,15 @@ SUFFIXES = [" - News", " | blatt.example", " · Funk", ""]
 
 @pytest.fixture(autouse=True)
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every batch goes to the worker, in many small messages, several on their way."""
+    """Every batch goes to the worker, in many small messages, several on their way.
+
+    Epochs of two chunks: the worker hands over its boilerplate model and
+    numbers tokens afresh several times per batch.
+    """
     monkeypatch.setattr(cluster_ahead, "MIN_ENTRIES", 1)
     monkeypatch.setattr(cluster_ahead, "CHUNK", 16)
     monkeypatch.setattr(cluster_ahead, "IN_FLIGHT", 2)
+    monkeypatch.setattr(cluster_ahead, "EPOCH", 2)
 
 
 def reports(copies: int = 6) -> list[Item]:
@@ -111,6 +117,19 @@ def test_a_dead_worker_costs_nothing_but_time(caplog: pytest.LogCaptureFixture) 
         got = list(clusterer.add_many(killing_the_worker_after(items, 60), count=len(items)))
     assert got == expected
     assert "normalizer process died" in caplog.text
+
+
+def test_an_error_reading_the_items_is_raised_not_taken_for_a_dead_worker() -> None:
+    """Even a BrokenProcessPool from the caller's own items: the worker is fine."""
+    items = reports()
+
+    def failing() -> Iterator[Item]:
+        yield from items[:50]
+        raise BrokenProcessPool("the caller's own pool")
+
+    clusterer = Clusterer(ClusterSettings(parallel=True))
+    with pytest.raises(BrokenProcessPool, match="caller's own pool"):
+        list(clusterer.add_many(failing(), count=len(items)))
 
 
 def _grouping(store: Store) -> set[frozenset[str]]:
