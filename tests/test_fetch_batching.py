@@ -161,6 +161,54 @@ def test_a_connection_the_server_closed_after_its_response_is_not_reused() -> No
     assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 5, [r.error for r in results]
 
 
+def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_retried_once() -> None:
+    """The server's idle timeout runs out just as the next request arrives: it hangs up unanswered.
+
+    The socket looked open when the connection was taken from the pool (the
+    server answered and kept it), so only sending again on a new connection helps.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    answer = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
+    connections = []
+
+    def read_request(connection: socket.socket) -> bytes:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = connection.recv(4096)
+            if not data:
+                return b""
+            request += data
+        return request
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # listener closed: the test is over
+            connections.append(connection)
+            with connection:
+                if read_request(connection):
+                    connection.sendall(answer)  # kept alive: no "Connection: close"
+                read_request(connection)  # the next request: hang up without an answer
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/f.xml"
+    settings = make_settings()
+
+    async def run() -> list[FetchResult]:
+        async with make_client(settings) as client:
+            feed = Feed(url=url, outlet="o", etag='"v1"')
+            return [await fetch_feed(client, feed, settings) for _ in range(3)]
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        listener.close()
+    assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 3, [r.error for r in results]
+    assert len(connections) == 3  # each retry on a new connection, which then served it
+
+
 def test_a_host_is_looked_up_once_per_run_and_refused_for_every_feed(
     feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -136,14 +136,34 @@ class Connections:
             # Credentials in the feed URL, sent as httpx.AsyncClient would send them.
             sent.append(_basic_auth(url))
         connection = self._idle_connection(origin)
+        reused = connection is not None
         if connection is None:
             connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
         try:
             response = await connection.request(url.raw_path, sent, read_timeout)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            connection.close()
+            if not (reused and connection.unanswered()):
+                raise
+            # A kept-alive connection the server closed as the request went out
+            # (its idle timeout ran out): a GET is safe to send again, once, on a
+            # new connection, as browsers and urllib3 do.
+            connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
+            response = await self._request_or_close(connection, url.raw_path, sent, read_timeout)
         except BaseException:
             connection.close()
             raise
         return Response(url, response, connection, functools.partial(self._put_back, origin))
+
+    @staticmethod
+    async def _request_or_close(
+        connection: _Connection, target: bytes, headers: list[tuple[bytes, bytes]], timeout: float
+    ) -> h11.Response:
+        try:
+            return await connection.request(target, headers, timeout)
+        except BaseException:
+            connection.close()
+            raise
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
         """An idle connection to `origin` that is still fresh and open, if there is one."""
@@ -219,6 +239,7 @@ class _Connection:
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self._timeout = 0.0
         self._idle_since = 0.0
+        self._answered = False  # whether any byte of the current response arrived
 
     @classmethod
     async def open(
@@ -242,6 +263,7 @@ class _Connection:
     ) -> h11.Response:
         """Send a GET and read up to the response's head (1xx answers skipped)."""
         self._timeout = timeout
+        self._answered = False
         state = self._h11
         try:
             data = state.send(h11.Request(method=b"GET", target=target, headers=headers))
@@ -277,6 +299,10 @@ class _Connection:
         self._idle_since = time.monotonic()
         return True
 
+    def unanswered(self) -> bool:
+        """Whether the server sent nothing at all for the request in progress."""
+        return not self._answered and self._h11.their_state is h11.SEND_RESPONSE
+
     def reusable(self, fresh_after: float) -> bool:
         """Idle since after `fresh_after` (monotonic) and not closed or written to by the server."""
         return self._idle_since > fresh_after and not self._stream.readable()
@@ -294,6 +320,7 @@ class _Connection:
                 data = await self._stream.read(_READ_SIZE, self._timeout)
                 if not data and state.their_state is h11.SEND_RESPONSE:
                     raise httpx.RemoteProtocolError(_NO_RESPONSE)
+                self._answered = self._answered or bool(data)
                 state.receive_data(data)
         except h11.RemoteProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc)) from exc
