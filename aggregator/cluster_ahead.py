@@ -6,9 +6,11 @@ never on a clustering decision. So while this process decides where entry n
 goes, a worker process can already normalize entries n+1, n+2, ...: a batch
 run uses two cores. The worker starts from the clusterer's own boilerplate
 model and document frequencies, sees the entries in the same order, and hands
-its boilerplate model back at the end, so the features, the decisions and the
-state left behind are exactly those of normalizing in this process (the tests
-compare both).
+its boilerplate model back every `EPOCH` chunks and at the end, so the
+features, the decisions and the state left behind are exactly those of
+normalizing in this process (the tests compare both). Off by default
+(`cluster.parallel`): the worker holds its own caches, 100-180 MB on a big
+batch.
 
 The worker is started with "forkserver", never "fork": the caller may run
 threads (the service's scheduler, a database writer) that a forked child
@@ -118,7 +120,7 @@ def _normalize(rows: list[_ItemRow]) -> _Chunk:
 def _encode(features: Features, number: Callable[[str], int]) -> tuple[Any, ...]:
     """Features as plain values, every token as its number and every weight as its level.
 
-    Tokens travel once per batch, then as numbers, and weights as their index
+    Tokens travel once per epoch, then as numbers, and weights as their index
     in `WEIGHT_LEVELS`: the receiving side then shares one string per token
     and one float per level across all entries, as `featurize` does, instead
     of unpickling its own copies entry by entry (about 1 KB an entry).
