@@ -22,7 +22,7 @@ from feedserver import FeedServer
 
 from aggregator.config import USER_AGENT, FetchSettings
 from aggregator.fetch import apply_result, fetch_feed, fetch_many
-from aggregator.fetch.client import make_client
+from aggregator.fetch.client import in_host_turns, make_client
 from aggregator.models import Feed, FetchResult, FetchStatus
 
 RSS = (
@@ -537,3 +537,37 @@ def test_fetch_many_does_not_change_the_feeds(feed_server: FeedServer) -> None:
     [(returned, result)] = fetch_all([feed], make_settings())
     assert returned is feed and feed == snapshot
     assert result.etag == '"v1"'
+
+
+def test_feeds_are_fetched_host_by_host_in_turn() -> None:
+    """A config lists an outlet's feeds together; the fetch window must not fill with one host."""
+    urls = [
+        "https://a.example/1",
+        "https://a.example/2",
+        "https://A.example/3",
+        "https://b.example/1",
+        "https://b.example/2",
+        "http://c.example:8080/1",
+    ]
+    order = [feed.url for feed in in_host_turns(Feed(url=url, outlet="o") for url in urls)]
+    assert order == [
+        "https://a.example/1",
+        "https://b.example/1",
+        "http://c.example:8080/1",
+        "https://a.example/2",
+        "https://b.example/2",
+        "https://A.example/3",
+    ]
+
+
+def test_a_host_listed_first_does_not_hold_the_others_back(feed_server: FeedServer) -> None:
+    """Slow 127.0.0.1 feeds listed first, then a feed of "localhost" (another host name)."""
+    for number in range(4):
+        feed_server.add(f"/slow{number}.xml", RSS, delay=0.3)
+    feed_server.add("/quick.xml", RSS)
+    feeds = [Feed(url=feed_server.url(f"/slow{number}.xml"), outlet="o") for number in range(4)]
+    feeds.append(Feed(url=f"http://localhost:{feed_server.port}/quick.xml", outlet="o"))
+    settings = make_settings(max_concurrency=1, per_host_concurrency=1, total_timeout=10)
+    results = fetch_all(feeds, settings)
+    first_done = results[0][0].url
+    assert first_done.endswith("/quick.xml") or results[1][0].url.endswith("/quick.xml")

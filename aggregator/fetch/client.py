@@ -21,7 +21,7 @@ import mimetypes
 import ssl
 import time
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -215,12 +215,12 @@ async def fetch_many(
     downloads instead of letting documents pile up in memory (and no task
     waits around for each of thousands of feeds). A result handed out is no
     longer referenced here. Closing the generator early cancels the fetches
-    still running.
+    still running. Feeds are taken host by host in turn (`in_host_turns`).
     """
     slots = RequestSlots.from_settings(settings)
     finished: asyncio.Queue[tuple[Feed, FetchResult]] = asyncio.Queue()
     running: set[asyncio.Task[None]] = set()
-    waiting = iter(feeds)
+    waiting = in_host_turns(feeds)
     async with make_client(settings) as client:
 
         async def one(feed: Feed) -> None:
@@ -248,6 +248,21 @@ async def fetch_many(
             for task in list(running):
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+
+
+def in_host_turns(feeds: Iterable[Feed]) -> Iterator[Feed]:
+    """The feeds one host at a time in turn: the first of each host, then the second, ...
+
+    Only a window of feeds is started ahead, and a configuration or an OPML
+    file lists an outlet's feeds together: taken in that order, the window
+    would fill with one host's feeds, waiting for its few per-host slots while
+    the other hosts' slots stay idle. Each host's feeds keep their order.
+    """
+    by_host: dict[str, list[Feed]] = {}
+    for feed in feeds:
+        by_host.setdefault((urlsplit(feed.url).hostname or "").lower(), []).append(feed)
+    for turn in itertools.zip_longest(*by_host.values()):
+        yield from (feed for feed in turn if feed is not None)
 
 
 class _Refused(Exception):
