@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -124,40 +124,63 @@ def test_idle_host_pools_beyond_max_concurrency_are_closed_least_recently_used_f
     assert (first.ports[0] == first.ports[1]) is reused
 
 
-def test_a_connection_the_server_closed_after_its_response_is_not_reused() -> None:
-    """A server that hangs up after each response without saying so (no "Connection: close").
+def read_request(connection: socket.socket) -> bytes:
+    """One request's head from a raw socket; b"" if the client closed first."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        data = connection.recv(4096)
+        if not data:
+            return b""
+        request += data
+    return request
 
-    The next request must go out on a new connection, not on the closed one,
-    even when the event loop has not yet noticed the close.
+
+NOT_MODIFIED = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
+
+
+def fetch_from_raw_server(serve: Callable[[socket.socket], None], times: int) -> list[FetchResult]:
+    """`times` conditional GETs of one feed through one client, from a hand-driven server.
+
+    Every connection the server accepts is handed to `serve` (and closed after).
     """
     listener = socket.create_server(("127.0.0.1", 0))
-    answer = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
 
-    def serve() -> None:
+    def accept() -> None:
         while True:
             try:
                 connection, _ = listener.accept()
             except OSError:
                 return  # listener closed: the test is over
             with connection:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    request += connection.recv(4096) or b"\r\n\r\n"
-                connection.sendall(answer)
+                serve(connection)
 
-    threading.Thread(target=serve, daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/f.xml"
     settings = make_settings()
 
     async def run() -> list[FetchResult]:
         async with make_client(settings) as client:
             feed = Feed(url=url, outlet="o", etag='"v1"')
-            return [await fetch_feed(client, feed, settings) for _ in range(5)]
+            return [await fetch_feed(client, feed, settings) for _ in range(times)]
 
     try:
-        results = asyncio.run(run())
+        return asyncio.run(run())
     finally:
         listener.close()
+
+
+def test_a_connection_the_server_closed_after_its_response_is_not_reused() -> None:
+    """A server that hangs up after each response without saying so (no "Connection: close").
+
+    The next request must go out on a new connection, not on the closed one,
+    even when the event loop has not yet noticed the close.
+    """
+
+    def answer_once(connection: socket.socket) -> None:
+        read_request(connection)
+        connection.sendall(NOT_MODIFIED)
+
+    results = fetch_from_raw_server(answer_once, 5)
     assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 5, [r.error for r in results]
 
 
@@ -167,44 +190,15 @@ def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_retried_once(
     The socket looked open when the connection was taken from the pool (the
     server answered and kept it), so only sending again on a new connection helps.
     """
-    listener = socket.create_server(("127.0.0.1", 0))
-    answer = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
     connections = []
 
-    def read_request(connection: socket.socket) -> bytes:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            data = connection.recv(4096)
-            if not data:
-                return b""
-            request += data
-        return request
+    def answer_then_hang_up(connection: socket.socket) -> None:
+        connections.append(connection)
+        if read_request(connection):
+            connection.sendall(NOT_MODIFIED)  # kept alive: no "Connection: close"
+        read_request(connection)  # the next request: hang up without an answer
 
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return  # listener closed: the test is over
-            connections.append(connection)
-            with connection:
-                if read_request(connection):
-                    connection.sendall(answer)  # kept alive: no "Connection: close"
-                read_request(connection)  # the next request: hang up without an answer
-
-    threading.Thread(target=serve, daemon=True).start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/f.xml"
-    settings = make_settings()
-
-    async def run() -> list[FetchResult]:
-        async with make_client(settings) as client:
-            feed = Feed(url=url, outlet="o", etag='"v1"')
-            return [await fetch_feed(client, feed, settings) for _ in range(3)]
-
-    try:
-        results = asyncio.run(run())
-    finally:
-        listener.close()
+    results = fetch_from_raw_server(answer_then_hang_up, 3)
     assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 3, [r.error for r in results]
     assert len(connections) == 3  # each retry on a new connection, which then served it
 
