@@ -315,12 +315,14 @@ def featurize(
 
 def _fuzzy(
     a: Features, b: Features, tuning: Tuning, need: float = 0.0
-) -> tuple[float, float | None]:
-    """rapidfuzz similarity (0-100) of title and lead combined, and the lead's part.
+) -> tuple[float, float | None, float | None]:
+    """rapidfuzz similarity (0-100) of title and lead combined, then the title's and the lead's.
 
-    Below `need` the combined value is only known to be below it: each
-    rapidfuzz call gets the cutoff under which the combination cannot reach
-    `need` and then stops early (it returns 0).
+    A part is None when it was not compared: the title when one of them is
+    too thin to count, the lead when one of them has none. Below `need` the
+    combined value is only known to be below it: each rapidfuzz call gets the
+    cutoff under which the combination cannot reach `need` and then stops
+    early (it returns 0).
     """
     both = bool(a.lead and b.lead)
     weak = both and (a.title_is_weak or b.title_is_weak)
@@ -330,12 +332,12 @@ def _fuzzy(
         cutoff = need if not both else (need - (1 - share) * 100) / share
         title = fuzz.token_set_ratio(a.title, b.title, score_cutoff=max(0.0, cutoff - 1e-6))
     if not both:
-        return title, None
+        return title, title, None
     cutoff = need if weak else (need - share * 100) / (1 - share)
     lead = fuzz.token_set_ratio(a.lead, b.lead, score_cutoff=max(0.0, cutoff - 1e-6))
     if weak:
-        return lead, lead
-    return share * title + (1 - share) * lead, lead
+        return lead, None, lead
+    return share * title + (1 - share) * lead, title, lead
 
 
 def overlap(a: Features, b: Features) -> float:
@@ -384,27 +386,35 @@ def pair_score(a: Features, b: Features, tuning: Tuning, floor: float = 0.0) -> 
     need = (floor + penalty - weighted_overlap) / fuzzy_share
     if need > 100.0:
         return 0.0
-    fuzzy, _ = _fuzzy(a, b, tuning, need)
-    return max(0.0, weighted_overlap + fuzzy_share * fuzzy - penalty)
+    return _total(weighted_overlap, _fuzzy(a, b, tuning, need)[0], penalty, tuning)
+
+
+def _total(weighted_overlap: float, fuzzy: float, penalty: float, tuning: Tuning) -> float:
+    """The pair score from its parts (shared, so an explanation shows the very same number)."""
+    return max(0.0, weighted_overlap + (1 - tuning.overlap_weight) * fuzzy - penalty)
 
 
 def explain_pair(a: Features, b: Features, tuning: Tuning) -> str:
-    """`pair_score` as a human-readable breakdown, computed only for reported matches."""
-    title = fuzz.token_set_ratio(a.title, b.title)
-    _, lead = _fuzzy(a, b, tuning)
+    """`pair_score` as a human-readable breakdown, computed only for reported matches.
+
+    Every part is computed once, without cutoffs, and the score is made of them.
+    """
+    fuzzy, title, lead = _fuzzy(a, b, tuning)
     if lead is None:
         reason = f"title {title:.0f}"
-    elif a.title_is_weak or b.title_is_weak:
+    elif title is None:
         reason = f"lead {lead:.0f} (headline too thin)"
     else:
         reason = f"title {title:.0f} + lead {lead:.0f}"
-    reason += f", key words {overlap(a, b):.0f}"
+    key_words = overlap(a, b)
+    reason += f", key words {key_words:.0f}"
     penalty, conflict = _penalty(a, b, tuning)
     if conflict:
         reason += ", numbers differ"
     if penalty:
         reason += f" - {penalty:.0f}"
-    return f"{reason} -> {pair_score(a, b, tuning):.0f}"
+    score = _total(tuning.overlap_weight * key_words, fuzzy, penalty, tuning)
+    return f"{reason} -> {score:.0f}"
 
 
 @dataclass(frozen=True)
