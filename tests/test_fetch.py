@@ -560,6 +560,14 @@ def test_feeds_are_fetched_host_by_host_in_turn() -> None:
     ]
 
 
+def test_a_feed_url_without_a_valid_host_fails_alone(feed_server: FeedServer) -> None:
+    url = feed_server.add("/feed.xml", RSS)
+    feeds = [Feed(url="http://[::1/feed.xml", outlet="o"), Feed(url=url, outlet="o")]
+    results = dict((feed.url, result) for feed, result in fetch_all(feeds, make_settings()))
+    assert results[url].status is FetchStatus.OK
+    assert results["http://[::1/feed.xml"].status is FetchStatus.FAILED
+
+
 def test_a_host_listed_first_does_not_hold_the_others_back(feed_server: FeedServer) -> None:
     """Slow 127.0.0.1 feeds listed first, then a feed of "localhost" (another host name)."""
     for number in range(4):

@@ -10,6 +10,7 @@ entry that was reported stored, and the next run stores nothing twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import sqlite3
@@ -201,6 +202,33 @@ def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_retried_once(
     results = fetch_from_raw_server(answer_then_hang_up, 3)
     assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 3, [r.error for r in results]
     assert len(connections) == 3  # each retry on a new connection, which then served it
+
+
+def test_bytes_after_a_response_are_never_taken_for_the_next_feeds_answer() -> None:
+    """A 304 followed by a stray response (a server bug, or a hostile one) in one segment.
+
+    Reusing the connection would hand the stray bytes to the next feed as its
+    answer, and every later answer would arrive one feed late.
+    """
+    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nINJECTED"
+
+    def answer_with_a_stray(connection: socket.socket) -> None:
+        while read_request(connection):
+            connection.sendall(NOT_MODIFIED + stray)
+
+    results = fetch_from_raw_server(answer_with_a_stray, 3)
+    assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 3, [r.error for r in results]
+
+
+def test_endless_informational_responses_fail_the_feed() -> None:
+    def flood(connection: socket.socket) -> None:
+        read_request(connection)
+        with contextlib.suppress(OSError):
+            connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" * 50)
+
+    result = fetch_from_raw_server(flood, 1)[0]
+    assert result.status is FetchStatus.FAILED
+    assert result.error is not None and "more than 10 1xx responses" in result.error
 
 
 def test_a_host_is_looked_up_once_per_run_and_refused_for_every_feed(

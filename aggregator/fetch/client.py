@@ -21,6 +21,7 @@ import mimetypes
 import ssl
 import time
 import zlib
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -258,11 +259,19 @@ def in_host_turns(feeds: Iterable[Feed]) -> Iterator[Feed]:
     would fill with one host's feeds, waiting for its few per-host slots while
     the other hosts' slots stay idle. Each host's feeds keep their order.
     """
-    by_host: dict[str, list[Feed]] = {}
+    by_host: dict[str, deque[Feed]] = {}
     for feed in feeds:
-        by_host.setdefault((urlsplit(feed.url).hostname or "").lower(), []).append(feed)
-    for turn in itertools.zip_longest(*by_host.values()):
-        yield from (feed for feed in turn if feed is not None)
+        try:
+            host = (urlsplit(feed.url).hostname or "").lower()
+        except ValueError:  # fetch_feed reports the broken URL as this feed's failure
+            host = ""
+        by_host.setdefault(host, deque()).append(feed)
+    turns = deque(by_host.values())
+    while turns:
+        feeds_of_host = turns.popleft()
+        yield feeds_of_host.popleft()
+        if feeds_of_host:
+            turns.append(feeds_of_host)
 
 
 class _Refused(Exception):

@@ -65,6 +65,9 @@ _READ_BUFFER = 256 * 1024
 _HAPPY_EYEBALLS = 0.25
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _NO_RESPONSE = "Server disconnected without sending a response."
+# 1xx responses skipped before the real one at most (100 Continue, 103 Early Hints):
+# an endless stream of them would otherwise keep a core busy until the time limit.
+_MAX_INFORMATIONAL = 10
 
 
 @functools.cache
@@ -273,12 +276,13 @@ class _Connection:
         # As httpcore does: a server may answer (an error) and close before reading it all.
         with contextlib.suppress(httpx.WriteError):
             await self._stream.write(data, timeout)
-        while True:
+        for _ in range(_MAX_INFORMATIONAL + 1):
             event = await self._next_event()
             if isinstance(event, h11.Response):
                 return event
             if not isinstance(event, h11.InformationalResponse):
                 raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__} from server")
+        raise httpx.RemoteProtocolError(f"more than {_MAX_INFORMATIONAL} 1xx responses")
 
     async def body(self) -> AsyncIterator[bytes]:
         while True:
@@ -295,6 +299,10 @@ class _Connection:
         state = self._h11
         if state.our_state is not h11.DONE or state.their_state is not h11.DONE:
             return False  # body not read to its end, or the server closes ("Connection: close")
+        if state.trailing_data[0]:
+            # Bytes after the response (a 304 with a body, a body longer than its
+            # Content-Length): the next request would take them for its answer.
+            return False
         state.start_next_cycle()
         self._idle_since = time.monotonic()
         return True
@@ -487,9 +495,14 @@ class _Stream(asyncio.Protocol):
         return _fd_readable(self._fd)
 
     def close(self) -> None:
-        """Close without waiting: the transport finishes closing in the background."""
+        """Close at once, discarding what is unsent or unread.
+
+        Not `transport.close()`: over TLS that waits (up to 30 s) for the
+        server's close_notify, and a server that never sends it would hold the
+        socket that long after a failed fetch.
+        """
         if self._transport is not None:
-            self._transport.close()
+            self._transport.abort()
 
     async def start_tls(self, context: ssl.SSLContext, host: str, timeout: float) -> None:
         """Switch to TLS, verifying the certificate for `host`, within `timeout` seconds."""

@@ -115,11 +115,13 @@ class BatchWriter(Generic[Token]):
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                return batch, False
             if isinstance(item, _Close):
                 return batch, True
             batch.append(item)
             entries += len(item.fetched.entries)
+        # Full: what is still queued (maybe urgent) is written next, without lingering.
+        self._hurry.set()
         return batch, False
 
     def _write(self, batch: list[_Item[Token]]) -> list[tuple[Token, Outcome]]:
