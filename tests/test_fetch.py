@@ -579,3 +579,43 @@ def test_a_host_listed_first_does_not_hold_the_others_back(feed_server: FeedServ
     results = fetch_all(feeds, settings)
     first_done = results[0][0].url
     assert first_done.endswith("/quick.xml") or results[1][0].url.endswith("/quick.xml")
+
+
+def test_an_unreachable_first_address_costs_a_quarter_second_not_the_timeout(
+    feed_server: FeedServer,
+) -> None:
+    """Vetted addresses are raced 250 ms apart (RFC 8305), as asyncio races a name's.
+
+    127.0.0.2 is a listener whose accept queue is full, so it drops our SYN
+    and never answers (Linux), like a broken IPv6 route.
+    """
+    feed_server.add("/feed.xml", RSS)
+    port = feed_server.port
+    full = socket.socket()
+    full.bind(("127.0.0.2", port))
+    full.listen(0)
+    fillers = [socket.socket() for _ in range(3)]
+    for filler in fillers:
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.2", port))
+    time.sleep(0.2)
+
+    async def fetch_through(addresses: list[str], connect_timeout: float) -> int:
+        async with make_client(make_settings()) as client:
+            url = httpx.URL(f"http://feeds.invalid:{port}/feed.xml")
+            response = await client.send(
+                url, [], connect_timeout=connect_timeout, read_timeout=1, addresses=addresses
+            )
+            await response.aclose()
+            return response.status_code
+
+    try:
+        started = time.monotonic()
+        assert asyncio.run(fetch_through(["127.0.0.2", "127.0.0.1"], 5)) == 200
+        took = time.monotonic() - started
+        with pytest.raises(httpx.ConnectTimeout):
+            asyncio.run(fetch_through(["127.0.0.2"], 0.5))
+    finally:
+        for sock in (full, *fillers):
+            sock.close()
+    assert 0.2 <= took < 1.5
