@@ -204,6 +204,23 @@ def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_retried_once(
     assert len(connections) == 3  # each retry on a new connection, which then served it
 
 
+def test_a_408_on_a_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
+    """The server says its idle timeout ran out (408) as the next request arrives."""
+    timed_out = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    connections = []
+
+    def answer_then_time_out(connection: socket.socket) -> None:
+        connections.append(connection)
+        if read_request(connection):
+            connection.sendall(NOT_MODIFIED)
+        if read_request(connection):
+            connection.sendall(timed_out)
+
+    results = fetch_from_raw_server(answer_then_time_out, 3)
+    assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 3, [r.error for r in results]
+    assert len(connections) == 3
+
+
 def test_bytes_after_a_response_are_never_taken_for_the_next_feeds_answer() -> None:
     """A 304 followed by a stray response (a server bug, or a hostile one) in one segment.
 

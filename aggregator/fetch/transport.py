@@ -144,19 +144,26 @@ class Connections:
         if connection is None:
             connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
         try:
-            response = await connection.request(url.raw_path, sent, read_timeout)
+            response: h11.Response | None = await connection.request(
+                url.raw_path, sent, read_timeout
+            )
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-            connection.close()
             if not (reused and connection.unanswered()):
+                connection.close()
                 raise
-            # A kept-alive connection the server closed as the request went out
-            # (its idle timeout ran out): a GET is safe to send again, once, on a
-            # new connection, as browsers and urllib3 do.
-            connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
-            response = await self._request_or_close(connection, url.raw_path, sent, read_timeout)
+            response = None
         except BaseException:
             connection.close()
             raise
+        if reused and (response is None or response.status_code == 408):
+            # A kept-alive connection the server closed as the request went out,
+            # silently or with 408 Request Timeout (its idle timeout ran out): a
+            # GET is safe to send again, once, on a new connection, as browsers
+            # and urllib3 do.
+            connection.close()
+            connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
+            response = await self._request_or_close(connection, url.raw_path, sent, read_timeout)
+        assert response is not None
         return Response(url, response, connection, functools.partial(self._put_back, origin))
 
     @staticmethod
