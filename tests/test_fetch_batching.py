@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -139,7 +140,9 @@ def read_request(connection: socket.socket) -> bytes:
 NOT_MODIFIED = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
 
 
-def fetch_from_raw_server(serve: Callable[[socket.socket], None], times: int) -> list[FetchResult]:
+def fetch_from_raw_server(
+    serve: Callable[[socket.socket], None], times: int, **settings_overrides: Any
+) -> list[FetchResult]:
     """`times` conditional GETs of one feed through one client, from a hand-driven server.
 
     Every connection the server accepts is handed to `serve` (and closed after).
@@ -157,7 +160,7 @@ def fetch_from_raw_server(serve: Callable[[socket.socket], None], times: int) ->
 
     threading.Thread(target=accept, daemon=True).start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/f.xml"
-    settings = make_settings()
+    settings = make_settings(**settings_overrides)
 
     async def run() -> list[FetchResult]:
         async with make_client(settings) as client:
@@ -235,6 +238,25 @@ def test_bytes_after_a_response_are_never_taken_for_the_next_feeds_answer() -> N
 
     results = fetch_from_raw_server(answer_with_a_stray, 3)
     assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 3, [r.error for r in results]
+
+
+def test_endless_chunk_framing_stops_at_the_size_cap_not_the_time_limit() -> None:
+    """Chunk extensions carry no body bytes, so the decoded cap alone never trips on them."""
+
+    def flood(connection: socket.socket) -> None:
+        read_request(connection)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+        chunk = b"1;" + b"x" * 4000 + b"\r\n<\r\n"
+        with contextlib.suppress(OSError):
+            connection.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            for _ in range(10_000):
+                connection.sendall(chunk)
+
+    started = time.monotonic()
+    result = fetch_from_raw_server(flood, 1, max_bytes=64 * 1024)[0]
+    assert result.status is FetchStatus.FAILED
+    assert result.error is not None and "framing included" in result.error, result.error
+    assert time.monotonic() - started < 1.5  # the time limit is 2 s
 
 
 def test_endless_informational_responses_fail_the_feed() -> None:

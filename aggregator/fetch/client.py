@@ -367,6 +367,7 @@ async def _exchange(
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         addresses=None if host is None else await slots.vet(host),
+        max_bytes=settings.max_bytes,
     )
     try:
         return await _outcome(response, url, settings)

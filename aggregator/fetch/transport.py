@@ -122,6 +122,7 @@ class Connections:
         connect_timeout: float,
         read_timeout: float,
         addresses: Sequence[str] | None = None,
+        max_bytes: int | None = None,
     ) -> Response:
         """GET `url`; the response's status and headers are read, its body is not.
 
@@ -129,6 +130,8 @@ class Connections:
         `addresses` (those the SSRF guard vetted for the host) if given, else
         to whatever the host name resolves to now. The caller must `aclose`
         the response; only a body read to its end lets the connection be reused.
+        `max_bytes` caps what the server may send for this response, framing
+        included (see `_Connection.request`).
         """
         scheme = url.raw_scheme
         port = url.port or _DEFAULT_PORTS.get(scheme)
@@ -145,7 +148,7 @@ class Connections:
             connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
         try:
             response: h11.Response | None = await connection.request(
-                url.raw_path, sent, read_timeout
+                url.raw_path, sent, read_timeout, max_bytes
             )
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
             if not (reused and connection.unanswered()):
@@ -162,16 +165,22 @@ class Connections:
             # and urllib3 do.
             connection.close()
             connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
-            response = await self._request_or_close(connection, url.raw_path, sent, read_timeout)
+            response = await self._request_or_close(
+                connection, url.raw_path, sent, read_timeout, max_bytes
+            )
         assert response is not None
         return Response(url, response, connection, functools.partial(self._put_back, origin))
 
     @staticmethod
     async def _request_or_close(
-        connection: _Connection, target: bytes, headers: list[tuple[bytes, bytes]], timeout: float
+        connection: _Connection,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        timeout: float,
+        max_bytes: int | None,
     ) -> h11.Response:
         try:
-            return await connection.request(target, headers, timeout)
+            return await connection.request(target, headers, timeout, max_bytes)
         except BaseException:
             connection.close()
             raise
@@ -250,7 +259,9 @@ class _Connection:
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self._timeout = 0.0
         self._idle_since = 0.0
-        self._answered = False  # whether any byte of the current response arrived
+        # Bytes received for the current response, and how many it may have.
+        self._received = 0
+        self._limit: int | None = None
 
     @classmethod
     async def open(
@@ -270,11 +281,22 @@ class _Connection:
         return cls(stream)
 
     async def request(
-        self, target: bytes, headers: list[tuple[bytes, bytes]], timeout: float
+        self,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        timeout: float,
+        max_bytes: int | None = None,
     ) -> h11.Response:
-        """Send a GET and read up to the response's head (1xx answers skipped)."""
+        """Send a GET and read up to the response's head (1xx answers skipped).
+
+        With `max_bytes` (the caller's cap on the decoded body), the server may
+        send twice that plus a head for this response, framing included: the
+        decoded cap alone lets chunk extensions or padding stream forever,
+        burning a core until the time limit.
+        """
         self._timeout = timeout
-        self._answered = False
+        self._received = 0
+        self._limit = None if max_bytes is None else 2 * max_bytes + MAX_HEAD
         state = self._h11
         try:
             data = state.send(h11.Request(method=b"GET", target=target, headers=headers))
@@ -317,7 +339,7 @@ class _Connection:
 
     def unanswered(self) -> bool:
         """Whether the server sent nothing at all for the request in progress."""
-        return not self._answered and self._h11.their_state is h11.SEND_RESPONSE
+        return not self._received and self._h11.their_state is h11.SEND_RESPONSE
 
     def reusable(self, fresh_after: float) -> bool:
         """Idle since after `fresh_after` (monotonic) and not closed or written to by the server."""
@@ -336,7 +358,12 @@ class _Connection:
                 data = await self._stream.read(_READ_SIZE, self._timeout)
                 if not data and state.their_state is h11.SEND_RESPONSE:
                     raise httpx.RemoteProtocolError(_NO_RESPONSE)
-                self._answered = self._answered or bool(data)
+                self._received += len(data)
+                if self._limit is not None and self._received > self._limit:
+                    raise httpx.RemoteProtocolError(
+                        f"response larger than {self._limit / 2**20:.1f} MB received"
+                        " (framing included)"
+                    )
                 state.receive_data(data)
         except h11.RemoteProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc)) from exc
