@@ -17,13 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 FEEDS = ROOT / "tests" / "fixtures" / "feeds"
 
 
-def wait_for(condition: object, timeout: float = 20.0) -> bool:
+def wait_for(process: subprocess.Popen[str], condition: object, timeout: float = 20.0) -> None:
+    """Until `condition()` holds; fails with what `process` printed if it ends or time runs out."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         if condition():  # type: ignore[operator]
-            return True
+            return
         time.sleep(0.2)
-    return False
+    gone = process.poll() is not None
+    if not gone:
+        process.kill()
+    output, _ = process.communicate(timeout=10)
+    why = f"serve exited ({process.returncode})" if gone else f"not so after {timeout:g} s"
+    raise AssertionError(f"{why}; serve printed:\n{output}")
 
 
 def test_serve_fetches_writes_digests_and_stops_on_sigterm(
@@ -62,12 +68,13 @@ def test_serve_fetches_writes_digests_and_stops_on_sigterm(
         cwd=tmp_path,
     )
     try:
-        assert wait_for(
-            lambda: database.exists() and len(Store(f"sqlite:///{database}").feed_status()) == 2
+        wait_for(
+            process,
+            lambda: database.exists() and len(Store(f"sqlite:///{database}").feed_status()) == 2,
         )
         store = Store(f"sqlite:///{database}")
-        assert wait_for(lambda: all(row.entries > 0 for row in store.feed_status()))
-        assert wait_for(lambda: list((tmp_path / "out").glob("hourly_*.json")))
+        wait_for(process, lambda: all(row.entries > 0 for row in store.feed_status()))
+        wait_for(process, lambda: list((tmp_path / "out").glob("hourly_*.json")))
         # Feeds are not due again for an hour: polling every second must not refetch them.
         time.sleep(2.5)
         assert feed_server.hits("/de.xml") == 1
@@ -115,7 +122,7 @@ def test_serve_with_web_answers_http_and_stops_with_it(tmp_path: Path) -> None:
             return None
 
     try:
-        assert wait_for(lambda: status() is not None)
+        wait_for(process, lambda: status() is not None)
         assert status() == 401
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
