@@ -448,9 +448,7 @@ class Clusterer:
         floor = self.tuning.min_shared * features.index_mass
         # (-weight, id) pairs order as wanted without a key function called per cluster.
         ranked = [(-weight, c) for c, weight in shared.items() if weight >= floor]
-        wanted = self.tuning.max_candidates
-        best = sorted(ranked) if len(ranked) <= wanted else heapq.nsmallest(wanted, ranked)
-        return [c for _, c in best]
+        return [c for _, c in heapq.nsmallest(self.tuning.max_candidates, ranked)]
 
     def _sample(self, cluster: _Cluster) -> list[int]:
         """The anchor (oldest member in the window) and the most recent members."""
@@ -466,11 +464,10 @@ class Clusterer:
         candidate clusters are rejected after one or two pair scores.
         """
         state, tuning = self._state, self.tuning
-        hours, window, known = features.hours, self.window_hours, state.features
         sample = [
             m
             for m in self._sample(state.clusters[cluster_id])
-            if abs(hours - known[m].hours) <= window
+            if self._within(features, state.features[m])
         ]
         if not sample:
             return None

@@ -168,9 +168,8 @@ class DocumentFrequencies:
 # window of 100,000 entries with leads would otherwise hold four million float
 # objects of its own (about 1 KB an entry), and no score moves by 0.001.
 _STEPS = 1000
-WEIGHT_LEVELS = [
-    step / _STEPS for step in range(64 * _STEPS)
-]  # IDF stays below 64 up to e^63 items
+# IDF stays below 64 up to e^63 items.
+WEIGHT_LEVELS = [step / _STEPS for step in range(64 * _STEPS)]
 
 
 def _weigh(
@@ -345,19 +344,19 @@ def overlap(a: Features, b: Features) -> float:
 
     Paraphrasing outlets keep the rare words (names, places, numbers) of an
     event even when word order and framing differ; the headline of one report
-    usually reappears in the other's headline or lead. Per side: the
-    IDF-weighted share of its headline tokens found anywhere in the other item.
+    usually reappears in the other's headline or lead.
     """
+    return 50.0 * (_containment(a, b) + _containment(b, a))
+
+
+def _containment(part: Features, whole: Features) -> float:
+    """IDF-weighted share of `part`'s headline tokens found anywhere in `whole`."""
+    if not part.title_mass:
+        return 0.0
+    weights, found = part.weights, whole.weights
     # Summed in headline order, not over a set: a set's order depends on the
     # process's string hash seed, and so would the last bits of the sum.
-    total = 0.0
-    if a.title_mass:
-        weights, other = a.weights, b.weights
-        total += sum([weights[t] for t in a.title_tokens if t in other]) / a.title_mass
-    if b.title_mass:
-        weights, other = b.weights, a.weights
-        total += sum([weights[t] for t in b.title_tokens if t in other]) / b.title_mass
-    return 50.0 * total
+    return sum([weights[t] for t in part.title_tokens if t in found]) / part.title_mass
 
 
 def _penalty(a: Features, b: Features, tuning: Tuning) -> tuple[float, bool]:

@@ -310,7 +310,8 @@ class Pipeline:
         clusterer = self._clusterer_from(page[0].published)
         # Until this run has committed, the database alone says what is clustered.
         self._warm = None
-        waiting = self.store.count_unclustered()
+        # How many wait decides whether a second process pays; counted only if one may run.
+        waiting = self.store.count_unclustered() if self.settings.cluster.parallel else None
         items = map(Item.from_entry, self._pages_from(page))
         assigned = 0
         with contextlib.closing(clusterer.add_many(items, waiting)) as matches:
