@@ -142,48 +142,15 @@ class Connections:
         if url.userinfo:
             # Credentials in the feed URL, sent as httpx.AsyncClient would send them.
             sent.append(_basic_auth(url))
+        put_back = functools.partial(self._put_back, origin)
+        request = (url.raw_path, sent, read_timeout, max_bytes)
         connection = self._idle_connection(origin)
-        reused = connection is not None
-        if connection is None:
-            connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
-        try:
-            response: h11.Response | None = await connection.request(
-                url.raw_path, sent, read_timeout, max_bytes
-            )
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-            if not (reused and connection.unanswered()):
-                connection.close()
-                raise
-            response = None
-        except BaseException:
-            connection.close()
-            raise
-        if reused and (response is None or response.status_code == 408):
-            # A kept-alive connection the server closed as the request went out,
-            # silently or with 408 Request Timeout (its idle timeout ran out): a
-            # GET is safe to send again, once, on a new connection, as browsers
-            # and urllib3 do.
-            connection.close()
-            connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
-            response = await self._request_or_close(
-                connection, url.raw_path, sent, read_timeout, max_bytes
-            )
-        assert response is not None
-        return Response(url, response, connection, functools.partial(self._put_back, origin))
-
-    @staticmethod
-    async def _request_or_close(
-        connection: _Connection,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        timeout: float,
-        max_bytes: int | None,
-    ) -> h11.Response:
-        try:
-            return await connection.request(target, headers, timeout, max_bytes)
-        except BaseException:
-            connection.close()
-            raise
+        if connection is not None:
+            response = await _answer_if_still_open(connection, *request)
+            if response is not None:
+                return Response(url, response, connection, put_back)
+        connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
+        return Response(url, await _answer(connection, *request), connection, put_back)
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
         """An idle connection to `origin` that is still fresh and open, if there is one."""
@@ -212,6 +179,50 @@ class Connections:
             surplus += self._idle.popitem(last=False)[1]
         for stale in surplus:
             stale.close()
+
+
+async def _answer(
+    connection: _Connection,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    timeout: float,
+    max_bytes: int | None,
+) -> h11.Response:
+    """The response to a GET on `connection`, which is closed if that fails."""
+    try:
+        return await connection.request(target, headers, timeout, max_bytes)
+    except BaseException:
+        connection.close()
+        raise
+
+
+async def _answer_if_still_open(
+    connection: _Connection,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    timeout: float,
+    max_bytes: int | None,
+) -> h11.Response | None:
+    """`_answer` on a kept-alive connection; None if the server closed it as the request went out.
+
+    Its idle timeout ran out just then: it hung up without a byte, or answered
+    408 Request Timeout. A GET is safe to send again, once, on a new
+    connection, as browsers and urllib3 do.
+    """
+    try:
+        response = await connection.request(target, headers, timeout, max_bytes)
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+        connection.close()
+        if connection.unanswered():
+            return None
+        raise
+    except BaseException:
+        connection.close()
+        raise
+    if response.status_code == 408:
+        connection.close()
+        return None
+    return response
 
 
 class Response:
