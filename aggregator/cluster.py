@@ -39,7 +39,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from aggregator import cluster_ahead, text
+from aggregator.cluster_candidates import most_shared
 from aggregator.cluster_score import (
+    LEVEL_OF,
+    STEPS,
     DocumentFrequencies,
     Features,
     Item,
@@ -438,17 +441,13 @@ class Clusterer:
     def _candidate_clusters(self, features: Features) -> list[int]:
         """Clusters sharing the most token weight with the item (highest first, ties by id)."""
         postings, limit = self._state.postings, self.tuning.max_postings
-        shared: dict[int, float] = {}
-        sum_of = shared.get
-        for token, weight in features.weights.items():
-            posting = postings.get(token)
-            if posting is not None and len(posting) <= limit:
-                for cluster_id in posting:
-                    shared[cluster_id] = sum_of(cluster_id, 0.0) + weight
-        floor = self.tuning.min_shared * features.index_mass
-        # (-weight, id) pairs order as wanted without a key function called per cluster.
-        ranked = [(-weight, c) for c, weight in shared.items() if weight >= floor]
-        return [c for _, c in heapq.nsmallest(self.tuning.max_candidates, ranked)]
+        terms = [
+            (LEVEL_OF[weight], posting)
+            for token, weight in features.weights.items()
+            if (posting := postings.get(token)) is not None and len(posting) <= limit
+        ]
+        floor = self.tuning.min_shared * features.index_mass * STEPS
+        return most_shared(terms, floor, self.tuning.max_candidates)
 
     def _sample(self, cluster: _Cluster) -> list[int]:
         """The anchor (oldest member in the window) and the most recent members."""

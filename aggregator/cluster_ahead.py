@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from aggregator import text
 from aggregator.cluster_score import (
+    LEVEL_OF,
     WEIGHT_LEVELS,
     DocumentFrequencies,
     Features,
@@ -60,7 +61,6 @@ _ItemRow = tuple[int, str, str, str, datetime, str | None, str | None]
 # before (in this epoch), one tuple per entry (see `_encode`), and at the end
 # of an epoch the boilerplate model after the chunk's entries.
 _Chunk = tuple[list[str], list[tuple[Any, ...]], text.BoilerplateModel | None]
-_LEVEL_OF = {weight: level for level, weight in enumerate(WEIGHT_LEVELS)}
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -136,7 +136,7 @@ def _encode(features: Features, number: Callable[[str], int]) -> tuple[Any, ...]
         array("I", map(number, features.title_numbers)).tobytes(),
         array("I", map(number, features.title_tokens)).tobytes(),
         array("I", map(number, weights)).tobytes(),
-        array("H", map(_LEVEL_OF.__getitem__, weights.values())).tobytes(),
+        array("H", map(LEVEL_OF.__getitem__, weights.values())).tobytes(),
         features.title_mass,
         features.index_mass,
         features.title_norm,

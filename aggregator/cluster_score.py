@@ -167,9 +167,11 @@ class DocumentFrequencies:
 # Weights are kept to three decimals, each value one shared float object: a
 # window of 100,000 entries with leads would otherwise hold four million float
 # objects of its own (about 1 KB an entry), and no score moves by 0.001.
-_STEPS = 1000
+STEPS = 1000
 # IDF stays below 64 up to e^63 items.
-WEIGHT_LEVELS = [step / _STEPS for step in range(64 * _STEPS)]
+WEIGHT_LEVELS = [step / STEPS for step in range(64 * STEPS)]
+# A weight's level: the whole number of thousandths it stands for.
+LEVEL_OF = {weight: level for level, weight in enumerate(WEIGHT_LEVELS)}
 
 
 def _weigh(
@@ -180,7 +182,7 @@ def _weigh(
     documents, counts, log = frequencies.documents + 1, frequencies.counts, math.log
     levels = WEIGHT_LEVELS
     weights = {
-        token: levels[round((log(documents / (counts.get(token, 0) + 1)) + 1.0) * _STEPS)]
+        token: levels[round((log(documents / (counts.get(token, 0) + 1)) + 1.0) * STEPS)]
         for token in tokens
     }
     title_weights = [weights[token] for token in title_tokens]
