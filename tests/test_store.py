@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from aggregator.models import Entry, Feed, Match, Outlet
@@ -51,6 +52,35 @@ def test_migrations_run_once_and_refuse_a_newer_database(database_url: str) -> N
         conn.execute(schema_migrations.insert().values(version=99, applied_at=NOW))
     with pytest.raises(RuntimeError, match="newer than this program"):
         Store(database_url)
+
+
+def test_the_upgrade_drops_the_cluster_index_the_covering_one_replaced(database_url: str) -> None:
+    store = Store(database_url)
+    # A database left at version 4 still has the single-column index.
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE INDEX ix_entries_cluster_id ON entries (cluster_id)"))
+        conn.execute(delete(schema_migrations).where(schema_migrations.c.version == 5))
+    assert Store(database_url).schema_version == len(MIGRATIONS)
+    with store.engine.connect() as conn:
+        names = {index["name"] for index in inspect(conn).get_indexes("entries")}
+    assert "ix_entries_cluster_id" not in names
+    assert "ix_entries_cluster_published" in names
+
+
+def test_waiting_entries_are_found_by_index_without_the_single_column_one(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'plan.sqlite'}")
+    with store.engine.connect() as conn:
+        plan = " ".join(
+            row[3]
+            for row in conn.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT id FROM entries WHERE cluster_id IS NULL "
+                    "ORDER BY published, id LIMIT 10"
+                )
+            )
+        )
+    assert "USING INDEX ix_entries_cluster_published" in plan or "USING COVERING INDEX" in plan
+    assert "SCAN entries" not in plan
 
 
 def test_add_feed_is_idempotent_and_due_at_once(store: Store) -> None:

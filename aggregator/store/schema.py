@@ -124,7 +124,6 @@ entries = Table(
     Column("match_reason", Text),
     UniqueConstraint("feed_id", "guid", name="uq_entries_feed_guid"),
     Index("ix_entries_published", "published"),
-    Index("ix_entries_cluster_id", "cluster_id"),
     Index("ix_entries_canonical_url", "canonical_url"),
 )
 
@@ -338,12 +337,20 @@ def _create_dashboard_v4(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+def _drop_cluster_id_index_v5(conn: Connection) -> None:
+    # `ix_entries_cluster_published` (v4) starts with cluster_id and serves every
+    # lookup the single-column index did, which only cost a second index write
+    # for each entry clustered: about a quarter of storing the matches.
+    conn.execute(text("DROP INDEX IF EXISTS ix_entries_cluster_id"))
+
+
 # Version n is MIGRATIONS[n - 1].
 MIGRATIONS: list[Migration] = [
     _create_v1,
     _create_mail_v2,
     _feeds_failing_since_v3,
     _create_dashboard_v4,
+    _drop_cluster_id_index_v5,
 ]
 
 
