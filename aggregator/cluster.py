@@ -198,11 +198,14 @@ class _Window:
         if cluster.tokens is None:  # the founder alone: every token leaves the index
             leaving = features.weights
         else:
-            counts = cluster.tokens
-            counts.subtract(features.weights.keys())
-            leaving = [token for token in features.weights if not counts[token]]
-            for token in leaving:
-                del counts[token]
+            counts, leaving = cluster.tokens, []
+            for token in features.weights:
+                left = counts[token] - 1
+                if left:
+                    counts[token] = left
+                else:
+                    del counts[token]
+                    leaving.append(token)
         postings = self.postings
         for token in leaving:
             posting = postings[token]
