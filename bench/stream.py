@@ -2,7 +2,7 @@
 
 Run from the project root (data sets live outside the repo):
 
-    python bench/stream.py [--data ../shared/data] [--entries 200000] [--budget 600]
+    python bench/stream.py [--data ../shared/data] [--entries 200000] [--repeat 3]
 
 No real feed archive of that size exists here, so the stream is generated from
 the labelled dev files (`german/dev.jsonl` and `uci/dev.jsonl`) with a fixed
@@ -22,18 +22,22 @@ another outlet would print it:
 The bench times the full clustering (normalisation included: `cluster_items`
 on `Item`s built beforehand) of the first 100,000 and of all 200,000 entries
 in time order, each in a forked child that starts with cold normaliser
-caches, once in one process (`cluster.parallel = false`) and once with the
-normalizer process of `aggregator.cluster_ahead` (`cluster.parallel = true`), and reports
-entries/s, the ratio of the two times and the peak RSS of those children
-(`resource.getrusage`) and of the normalizer (sampled), and in the same run the naive
-all-pairs baseline of `bench/matcher_quality.py` (rapidfuzz on every pair,
-single-link) against the matcher on the first 10,000 entries. The figures go
+caches, in one process (`cluster.parallel = false`) and with the normalizer
+process of `aggregator.cluster_ahead` (`cluster.parallel = true`), each
+`--repeat` times with the runs interleaved. It reports the fastest run's
+entries/s and the slowest run's time (this machine's speed drifts by tens of
+percent within minutes), the ratio of the two fastest times, the peak RSS of
+those children (`resource.getrusage`) and of the normalizer (sampled), and in
+the same run the naive all-pairs baseline of `bench/matcher_quality.py`
+(rapidfuzz on every pair, single-link) against the matcher on the first
+10,000 entries. The figures go
 to the "Stream throughput" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import multiprocessing
@@ -220,6 +224,13 @@ def main() -> None:
     parser.add_argument("--baseline-rows", type=int, default=10_000)
     parser.add_argument("--granularity", choices=("event", "story"), default="event")
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="Runs of each matcher measurement, interleaved; the fastest is reported and the "
+        "slowest shown beside it (a shared machine's speed drifts by tens of percent).",
+    )
     args = parser.parse_args()
     settings = ClusterSettings.model_validate({"granularity": args.granularity})
     load = os.getloadavg()[0]
@@ -229,31 +240,38 @@ def main() -> None:
         f"Stream: {len(items):,} entries over {DAYS} days, seed {SEED}, "
         f"densest {settings.window} window {dense:,} entries; granularity {args.granularity}.",
         "",
-        "| measurement | entries | seconds | entries/s |",
-        "| --- | ---: | ---: | ---: |",
+        f"| measurement | entries | seconds (best of {args.repeat}) | entries/s | slowest s |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     half = items[: len(items) // 2]
-    times: dict[tuple[str, int], float] = {}
+    runs: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
     worker_rss = 0.0
-    for mode, parallel in MODES:
+    for _ in range(args.repeat):
+        for mode, parallel in MODES:
+            for part in (half, items):
+                mode_settings = settings.model_copy(update={"parallel": parallel})
+                seconds, worker_peak = timed_clustering(part, mode_settings)
+                runs[mode, len(part)].append(seconds)
+                worker_rss = max(worker_rss, worker_peak)
+                print(f"{mode}, {len(part):,} entries: {seconds:.2f} s", flush=True)
+    times = {key: min(seconds) for key, seconds in runs.items()}
+    for mode, _ in MODES:
         for part in (half, items):
-            mode_settings = settings.model_copy(update={"parallel": parallel})
-            seconds, worker_peak = timed_clustering(part, mode_settings)
-            times[mode, len(part)] = seconds
-            worker_rss = max(worker_rss, worker_peak)
+            best, slowest = times[mode, len(part)], max(runs[mode, len(part)])
             lines.append(
-                f"| matcher, {mode} | {len(part):,} | {seconds:.2f} | {len(part) / seconds:,.0f} |"
+                f"| matcher, {mode} | {len(part):,} | {best:.2f} | {len(part) / best:,.0f} "
+                f"| {slowest:.2f} |"
             )
-            print(lines[-1], flush=True)
     rss = peak_rss_mb()
     few = items[: args.baseline_rows]
-    matcher_small, _ = timed_clustering(few, settings)
+    matcher_small = min(timed_clustering(few, settings)[0] for _ in range(args.repeat))
     start = time.perf_counter()
     all_pairs_single_link_clusters([item.title for item in few], threshold=60)
     naive = time.perf_counter() - start
     lines += [
-        f"| matcher | {len(few):,} | {matcher_small:.2f} | {len(few) / matcher_small:,.0f} |",
-        f"| naive all-pairs baseline | {len(few):,} | {naive:.2f} | {len(few) / naive:,.0f} |",
+        f"| matcher | {len(few):,} | {matcher_small:.2f} | {len(few) / matcher_small:,.0f} | |",
+        f"| naive all-pairs baseline (one run) | {len(few):,} | {naive:.2f} "
+        f"| {len(few) / naive:,.0f} | |",
         "",
         *(
             f"- {mode}: time({len(items):,}) / time({len(half):,}): "
