@@ -37,6 +37,7 @@ from collections import Counter, deque
 from collections.abc import Generator, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from aggregator import cluster_ahead, text
 from aggregator.cluster_candidates import most_shared
@@ -82,6 +83,9 @@ TUNING = {
         merge_threshold=25.0,
     ),
 }
+
+
+_Key = TypeVar("_Key", str, bytes)
 
 
 @dataclass(slots=True)
@@ -138,6 +142,8 @@ class _Window:
     newest: datetime | None = None
 
     def insert(self, features: Features, cluster_id: int) -> None:
+        if features.id in self.features:
+            raise ValueError(f"entry {features.id} is already in the matcher's window")
         self.features[features.id] = features
         self.cluster_of[features.id] = cluster_id
         cluster = self.clusters.get(cluster_id)
@@ -159,12 +165,26 @@ class _Window:
         if self.use_profile:
             cluster.update_profile(features, 1, self.frequencies)
         if features.canonical_url:
-            self.by_url.setdefault(features.canonical_url, features.id)
+            self._remember(self.by_url, features.canonical_url, features)
         if features.text_key:
-            self.by_text.setdefault(features.text_key, features.id)
+            self._remember(self.by_text, features.text_key, features)
         heapq.heappush(self.heap, (features.published, features.id))
         if self.newest is None or features.published > self.newest:
             self.newest = features.published
+
+    def _remember(self, index: dict[_Key, int], key: _Key, features: Features) -> None:
+        """Point `key` at the copy that leaves the window last, the newest.
+
+        A copy keeps finding its cluster by URL or text for as long as any
+        copy is in the window, and is compared in time with the closest one:
+        an outlet updating a story for days under one URL stays one story.
+        """
+        current = index.get(key)
+        if current is None or (self.features[current].published, current) < (
+            features.published,
+            features.id,
+        ):
+            index[key] = features.id
 
     def merge(self, absorbed: int, into: int) -> None:
         """Move every member, index entry and centroid count of `absorbed` to `into`."""

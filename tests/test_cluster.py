@@ -83,6 +83,30 @@ def test_same_canonical_url_joins_whatever_the_text() -> None:
     assert matches[1].reason == "same canonical URL"
 
 
+@pytest.mark.parametrize("hours", [(0, 8, 11), (0, 8, 13)], ids=["first-copy-too-old", "evicted"])
+def test_a_url_updated_for_longer_than_the_window_stays_one_story(
+    hours: tuple[int, int, int],
+) -> None:
+    """The newest copy of a URL is the one compared in time, and the last one to leave."""
+    url = "https://a.example/liveblog"
+    first, second, third = (T0 + timedelta(hours=h) for h in hours)
+    items = [
+        Item(1, "a", "Bundestag beschließt Haushalt für 2025", "", first, canonical_url=url),
+        Item(2, "a", "Bundestag beschließt Haushalt für 2025", "", second, canonical_url=url),
+        Item(3, "a", "Kanzler äußert sich zur Regierungskrise", "", third, canonical_url=url),
+    ]
+    matches = cluster_items(items, settings(window="10h"))
+    assert (matches[2].cluster_id, matches[2].matched_id) == (1, 2)
+    assert matches[2].reason == "same canonical URL"
+
+
+def test_an_entry_already_in_the_window_is_refused() -> None:
+    clusterer = Clusterer(settings())
+    clusterer.add(Item(1, "a", "Sturm über Hamburg", "", T0))
+    with pytest.raises(ValueError, match="entry 1 is already in the matcher's window"):
+        clusterer.add(Item(1, "b", "Sturm über Hamburg", "", T0))
+
+
 def test_new_cluster_is_named_after_its_founder() -> None:
     match = cluster_items([Item(7, "a", "Sturm über Hamburg", "", T0)], settings())[0]
     assert (match.cluster_id, match.matched_id, match.score) == (7, None, 100)
