@@ -9,6 +9,7 @@ connection serves the next request.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from aggregator.config import FetchSettings
-from aggregator.fetch import fetch_feed, transport
+from aggregator.fetch import fetch_feed, guard, transport
 from aggregator.fetch.client import make_client
 from aggregator.models import Feed, FetchResult, FetchStatus
 
@@ -116,3 +117,44 @@ def test_a_certificate_for_another_name_is_refused(
     [result] = fetch_in_turn([Feed(url=other_name, outlet="t")])
     assert result.status is FetchStatus.FAILED
     assert result.error == "TLS error: CERTIFICATE_VERIFY_FAILED"
+
+
+@pytest.mark.parametrize("allow_private", [False, True], ids=["vetted", "unvetted"])
+def test_an_international_host_is_looked_up_and_verified_as_its_host_header_names_it(
+    server: TLSServer,
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    allow_private: bool,
+) -> None:
+    """straße.test is xn--strae-oqa.test (IDNA 2008), never strasse.test, another domain.
+
+    Python's own idna codec (IDNA 2003) would look up, connect to and accept a
+    certificate of strasse.test while the Host header names xn--strae-oqa.test.
+    """
+    looked_up: list[str] = []
+    resolve = socket.getaddrinfo
+
+    def dns(host: str | bytes | None, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        looked_up.append(name)
+        known = {"xn--strae-oqa.test": "127.0.0.1"}
+        return resolve(known.get(name, "nowhere.invalid"), *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    monkeypatch.setattr(guard, "non_public_kind", lambda address: None)  # 127.0.0.1 as public
+    names: list[str | None] = []
+    server.socket.context.sni_callback = lambda _socket, name, _context: names.append(name)
+    trusting = ssl.create_default_context(cafile=str(certificate[0]))
+    trusting.check_hostname = False  # the certificate names 127.0.0.1; the name sent is checked
+    monkeypatch.setattr(transport, "tls_context", lambda: trusting)
+    url = f"https://straße.test:{server.server_address[1]}/feed.xml"
+    settings = FetchSettings(allow_private_addresses=allow_private, connect_timeout=2)
+
+    async def run() -> FetchResult:
+        async with make_client(settings) as client:
+            return await fetch_feed(client, Feed(url=url, outlet="t"), settings)
+
+    result = asyncio.run(run())
+    assert (result.status, result.error) == (FetchStatus.OK, None)
+    assert set(looked_up) == {"xn--strae-oqa.test"}
+    assert names == ["xn--strae-oqa.test"]

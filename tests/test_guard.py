@@ -25,6 +25,7 @@ from aggregator.fetch.guard import non_public_kind
         ("http://[fd12:3456::1]/", "private"),
         ("http://169.254.1.1/", "link-local"),
         ("http://[fe80::1]/", "link-local"),
+        ("http://[fec0::1]/", "site-local"),
         ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
         ("http://[fd00:ec2::254]/", "cloud metadata"),
         ("http://0.0.0.0/", "unspecified"),

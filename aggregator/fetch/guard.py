@@ -18,6 +18,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import idna
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _WEB_SCHEMES = ("http", "https")
@@ -71,7 +73,22 @@ def host_to_vet(url: str, *, allow_private: bool) -> str | None:
         _ = parts.port  # raises on a port that is not a number in range
     except ValueError:
         raise UnsafeURLError(f"invalid port in {parts.netloc!r}") from None
-    return None if allow_private else host
+    return None if allow_private else ascii_host(host)
+
+
+def ascii_host(host: str) -> str:
+    """The host as DNS, TLS and the Host header must all name it: IDNA 2008, as httpx writes it.
+
+    Python's own "idna" codec follows IDNA 2003, which maps "straße.de" to
+    "strasse.de": another domain with another owner, which would then be
+    looked up and accepted by its certificate for a feed of the first.
+    """
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host.lower()).decode("ascii")
+    except idna.IDNAError as exc:
+        raise UnsafeURLError(f"invalid international host name {host!r}: {exc}") from None
 
 
 def vet_host(host: str) -> list[str]:
@@ -103,6 +120,9 @@ def non_public_kind(address: IPAddress) -> str | None:
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
+        # Deprecated (RFC 3879) but still routed inside some networks; the
+        # ipaddress module counts fec0::/10 neither private nor reserved.
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("reserved", address.is_reserved),
         ("private", address.is_private),

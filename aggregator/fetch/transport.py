@@ -149,7 +149,8 @@ class Connections:
             response = await _answer_if_still_open(connection, *request)
             if response is not None:
                 return Response(url, response, connection, put_back)
-        connection = await _Connection.open(url.host, addresses, origin, connect_timeout)
+        host = url.raw_host.decode("ascii")  # IDNA 2008, as in the Host header
+        connection = await _Connection.open(host, addresses, origin, connect_timeout)
         return Response(url, await _answer(connection, *request), connection, put_back)
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
