@@ -35,6 +35,7 @@ from test_fetch import fetch_all, make_settings
 from aggregator.config import Settings
 from aggregator.fetch import fetch_feed, fetch_many
 from aggregator.fetch.client import make_client
+from aggregator.fetch.transport import Connections
 from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet
 from aggregator.pipeline import Pipeline
 from aggregator.store import Fetched, SaveResult, Store
@@ -54,13 +55,13 @@ class PortServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
         self.ports: list[int] = []
-        super().__init__(("127.0.0.1", 0), _PortHandler)
+        super().__init__((address, 0), _PortHandler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+        return f"http://{self.server_address[0]}:{self.server_address[1]}{path}"
 
 
 class _PortHandler(BaseHTTPRequestHandler):
@@ -106,16 +107,16 @@ def test_304s_and_small_error_pages_keep_the_connection_alive(
     assert len(set(server.ports)) == 1, "every request needed a new connection"
 
 
-@pytest.mark.parametrize(("max_concurrency", "reused"), [(1, False), (2, True)])
-def test_idle_host_pools_beyond_max_concurrency_are_closed_least_recently_used_first(
-    port_servers: list[PortServer], max_concurrency: int, reused: bool
+@pytest.mark.parametrize(("max_idle", "reused"), [(1, False), (2, True)])
+def test_idle_connections_beyond_the_bound_are_closed_least_recently_used_first(
+    port_servers: list[PortServer], max_idle: int, reused: bool
 ) -> None:
     first, second = port_servers
-    settings = make_settings(max_concurrency=max_concurrency)
+    settings = make_settings()
     order = [first, second, first]
 
     async def run() -> None:
-        async with make_client(settings) as client:
+        async with Connections(per_origin=1, max_idle=max_idle) as client:
             for server in order:
                 feed = Feed(url=server.url("/f.xml"), outlet="o", etag='"v1"')
                 result = await fetch_feed(client, feed, settings)
@@ -124,6 +125,24 @@ def test_idle_host_pools_beyond_max_concurrency_are_closed_least_recently_used_f
     asyncio.run(run())
     assert len(first.ports) == 2
     assert (first.ports[0] == first.ports[1]) is reused
+
+
+def test_a_run_over_more_hosts_than_it_fetches_at_once_reuses_each_hosts_connection() -> None:
+    """Feeds are taken host by host in turn: a connection must outlast a turn over the others."""
+    servers = [PortServer(f"127.0.0.{number}") for number in range(2, 10)]
+    try:
+        feeds = [
+            Feed(url=server.url(f"/f{i}.xml"), outlet="o", etag='"v1"')
+            for server in servers
+            for i in range(4)
+        ]
+        results = fetch_all(feeds, make_settings(max_concurrency=3, per_host_concurrency=1))
+        assert {r.status for _, r in results} == {FetchStatus.NOT_MODIFIED}
+        assert [len(set(server.ports)) for server in servers] == [1] * len(servers)
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
 
 def read_request(connection: socket.socket) -> bytes:

@@ -25,8 +25,8 @@ connections. Pooling is simple here because the fetcher's `RequestSlots`
 already bound requests per host and in total, so a pool never queues: a
 request takes an idle connection of its origin (scheme, host, port) or opens
 one. Idle connections are kept for `KEEPALIVE_SECONDS`, at most `per_origin`
-per origin and for at most `max_origins` origins (the least recently used
-are closed), so open sockets stay bounded as with httpx's pool limits.
+per origin and `max_idle` in all (the least recently used origin's oldest
+goes first), so open sockets stay bounded as with httpx's pool limits.
 
 There are no proxies and no .netrc here (httpx's trust_env=False before): the
 SSRF guard vets the address this process connects to, which a proxy would
@@ -87,13 +87,15 @@ class Connections:
     """
 
     def __init__(
-        self, *, per_origin: int, max_origins: int, keepalive: float = KEEPALIVE_SECONDS
+        self, *, per_origin: int, max_idle: int, keepalive: float = KEEPALIVE_SECONDS
     ) -> None:
         self._per_origin = per_origin
-        self._max_origins = max_origins
+        self._max_idle = max_idle
         self._keepalive = keepalive
-        # Idle connections per origin, least recently used origin first.
+        # Idle connections per origin, least recently used origin first, oldest
+        # connection first; origins without idle connections are left out.
         self._idle: OrderedDict[Origin, list[_Connection]] = OrderedDict()
+        self._idle_count = 0
         self._closed = False
 
     async def __aenter__(self) -> Connections:
@@ -113,6 +115,7 @@ class Connections:
             for connection in pool:
                 connection.close()
         self._idle.clear()
+        self._idle_count = 0
 
     async def send(
         self,
@@ -158,13 +161,21 @@ class Connections:
         pool = self._idle.get(origin)
         while pool:
             connection = pool.pop()
+            self._idle_count -= 1
+            if not pool:
+                del self._idle[origin]
             if connection.reusable(time.monotonic() - self._keepalive):
                 return connection
             connection.close()
         return None
 
     def _put_back(self, origin: Origin, connection: _Connection) -> None:
-        """Keep a connection whose exchange ended cleanly; close the least recently used."""
+        """Keep a connection whose exchange ended cleanly, within the bounds on idle ones.
+
+        The bound is on connections, not origins: a run takes feeds host by
+        host in turn, so a host's connection must outlast one turn over every
+        other host to be used again.
+        """
         if self._closed:
             connection.close()
             return
@@ -174,10 +185,16 @@ class Connections:
         else:
             self._idle.move_to_end(origin)
         pool.append(connection)
+        self._idle_count += 1
         surplus = pool[: -self._per_origin] if len(pool) > self._per_origin else []
         del pool[: len(surplus)]
-        while len(self._idle) > self._max_origins:
-            surplus += self._idle.popitem(last=False)[1]
+        self._idle_count -= len(surplus)
+        while self._idle_count > self._max_idle:
+            oldest_origin, oldest_pool = next(iter(self._idle.items()))
+            surplus.append(oldest_pool.pop(0))
+            self._idle_count -= 1
+            if not oldest_pool:
+                del self._idle[oldest_origin]
         for stale in surplus:
             stale.close()
 
