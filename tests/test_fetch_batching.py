@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -528,3 +529,27 @@ def test_a_kill_between_commits_loses_no_reported_entry_and_a_rerun_stores_nothi
     expected = [f"q{n}-{i}" for n, count in versions.items() for i in range(count * ITEMS)]
     assert sorted(rows) == sorted(expected)
     assert all(etags[urls[n]] == ('"v1"' if n in changed else '"v0"') for n in range(FEEDS))
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib", "raw"])
+def test_deflate_whose_first_chunk_is_one_byte_is_decoded(wbits: int) -> None:
+    """Whether a deflate body has a zlib header shows in two bytes that may come apart."""
+    body = b"<rss version='2.0'><channel><title>T</title></channel></rss>" * 5
+    compressor = zlib.compressobj(wbits=wbits)
+    encoded = compressor.compress(body) + compressor.flush()
+
+    def answer(connection: socket.socket) -> None:
+        read_request(connection)
+        head, rest = encoded[:1], encoded[1:]
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"1\r\n"
+            + head
+            + b"\r\n"
+            + b"%x\r\n" % len(rest)
+            + rest
+            + b"\r\n0\r\n\r\n"
+        )
+
+    [result] = fetch_from_raw_server(answer, 1)
+    assert (result.status, result.error, result.content) == (FetchStatus.OK, None, body)

@@ -506,22 +506,33 @@ class _BoundedDecoder:
 
 
 class _Inflate:
-    """gzip or zlib-wrapped deflate; with `raw_fallback` also the bare deflate some servers send."""
+    """gzip or zlib-wrapped deflate; with `raw_fallback` also the bare deflate some servers send.
+
+    Whether the body is bare deflate shows in its first two bytes (a zlib
+    header, or not), which may come in separate pieces: until zlib has seen
+    them, the bytes are kept to be decoded again as bare deflate.
+    """
 
     def __init__(self, *, raw_fallback: bool) -> None:
         self._raw_fallback = raw_fallback
+        self._head = b""
         # 32 + MAX_WBITS: detect a gzip or a zlib header automatically.
         self._inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
 
     def __call__(self, data: bytes, budget: int) -> bytes:
+        if not self._raw_fallback:
+            return self._inflater.decompress(data, budget)
+        self._head += data
         try:
-            return self._inflater.decompress(data, budget)
+            output = self._inflater.decompress(data, budget)
         except zlib.error:
-            if not self._raw_fallback:
-                raise
-            self._raw_fallback = False
             self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            return self._inflater.decompress(data, budget)
+            output = self._inflater.decompress(self._head, budget)
+            self._raw_fallback = False
+        if len(self._head) >= 2:  # the header was read: an error later is a broken body
+            self._raw_fallback = False
+            self._head = b""
+        return output
 
 
 class _Unbrotli:
