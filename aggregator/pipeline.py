@@ -272,9 +272,16 @@ class Pipeline:
     # -- fetch, parse, store ------------------------------------------------
 
     async def fetch(
-        self, *, all_feeds: bool = False, progress: Progress | None = None
+        self,
+        *,
+        all_feeds: bool = False,
+        progress: Progress | None = None,
+        stop: asyncio.Event | None = None,
     ) -> FetchSummary:
         """Fetch due (or all) feeds; each is parsed and stored as soon as it arrives.
+
+        Once `stop` is set no further feed is started; those in flight are
+        stored, and the rest stay due for the next run.
 
         The event loop only downloads: documents are parsed in a process pool
         when many feeds are due (`parse_pool`), and one writer thread stores
@@ -285,7 +292,8 @@ class Pipeline:
         feeds = self.store.feeds(include_disabled=False) if all_feeds else self.store.due_feeds(now)
         run = _FetchRun(self, progress, many=len(feeds) >= PARSE_POOL_MIN_FEEDS)
         try:
-            async with contextlib.aclosing(fetch_many(feeds, self.settings.fetch)) as results:
+            fetching = fetch_many(feeds, self.settings.fetch, stop=stop)
+            async with contextlib.aclosing(fetching) as results:
                 async for feed, result in results:
                     await run.take(feed, result)
             await run.finish()
@@ -295,13 +303,15 @@ class Pipeline:
 
     # -- cluster --------------------------------------------------------------
 
-    def cluster(self) -> int:
+    def cluster(self, stop: Callable[[], bool] | None = None) -> int:
         """Assign every unclustered entry; return how many were assigned.
 
         Entries are read and committed a page at a time, so memory holds a
         few pages plus the matcher's window, however many entries are waiting.
         Pages are read ahead of the matcher's decisions (a long batch is
         normalized in a second process meanwhile, see `Clusterer.add_many`).
+        When `stop()` turns true the run ends after the batch being committed:
+        the entries not reached wait for the next run.
         """
         page = self.store.unclustered(limit=CLUSTER_BATCH)
         if not page:
@@ -319,6 +329,8 @@ class Pipeline:
                 merges = clusterer.take_merges()
                 self.store.save_matches(resolve_merges(batch, merges), merges)
                 assigned += len(batch)
+                if stop is not None and stop():
+                    break
         # Editors' splits and merges overrule the matcher, also after a recluster.
         apply_corrections(self.store)
         self._warm = clusterer

@@ -15,6 +15,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC
+from typing import Any, TypeVar
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -24,6 +25,7 @@ from aggregator.pipeline import Pipeline, utcnow
 from aggregator.store import Busy
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -71,18 +73,20 @@ class Service:
 
     async def fetch_due(self) -> None:
         async def work() -> None:
-            summary = await self.pipeline.fetch()
-            clustered = await asyncio.to_thread(self.pipeline.cluster)
+            stopping = self._stopping
+            summary = await self.pipeline.fetch(stop=stopping)
+            clustered = await _in_thread(self.pipeline.cluster, stopping.is_set)
             if summary.ok or summary.failed or summary.not_modified:
                 log.info("%s; %d clustered", summary.line(), clustered)
-            for sent in await asyncio.to_thread(self.pipeline.retry_mail):
-                log.info("%s", sent.line())
+            if not stopping.is_set():
+                for sent in await _in_thread(self.pipeline.retry_mail):
+                    log.info("%s", sent.line())
 
         await self._locked("fetch", work)
 
     async def write_digests(self, names: list[str] | None = None) -> None:
         async def work() -> None:
-            for run in await asyncio.to_thread(self.pipeline.write_due_digests, names):
+            for run in await _in_thread(self.pipeline.write_due_digests, names):
                 log.info(
                     "digest %s %s – %s: %d stories, %s",
                     run.name,
@@ -91,7 +95,7 @@ class Service:
                     run.clusters,
                     ", ".join(str(p) for p in run.files),
                 )
-            for sent in await asyncio.to_thread(self.pipeline.send_mail, names):
+            for sent in await _in_thread(self.pipeline.send_mail, names):
                 log.info("%s", sent.line())
 
         await self._locked("digest", work)
@@ -126,7 +130,9 @@ class Service:
         log.info("serving: polling due feeds every %s s", self.poll_seconds)
         await self._stopping.wait()
         log.info("stopping: finishing %d running job(s)", len(self._running))
-        scheduler.shutdown(wait=False)
+        # Paused, the scheduler starts nothing new; shut down, it would cancel
+        # the running jobs at once (APScheduler's asyncio executor does).
+        scheduler.pause()
         if self.web is not None and web is not None:
             self.web.should_exit = True
             await asyncio.wait({web}, timeout=self.grace_seconds)
@@ -138,4 +144,21 @@ class Service:
                 # What was committed stays and the writer stores what it was handed;
                 # the feeds cancelled here are still due and are fetched again later.
                 await asyncio.wait(pending, timeout=5)
+        scheduler.shutdown(wait=False)
         log.info("stopped")
+
+
+async def _in_thread(function: Callable[..., _T], *args: Any) -> _T:
+    """`function(*args)` in a worker thread; a cancelled caller still waits for it to return.
+
+    A thread cannot be stopped, and the caller holds the run lock: leaving
+    before the thread returned would let another run in while it still writes.
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        while not work.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({work})
+        raise

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from aggregator import pipeline as pipeline_module
 from aggregator.cluster import Item, cluster_items
 from aggregator.config import ClusterSettings, Settings
 from aggregator.models import Entry, Feed, Outlet
@@ -113,3 +116,18 @@ def test_an_editors_split_makes_the_next_run_prime_again(database_url: str) -> N
     pipeline.cluster()
     assert pipeline.primed == 2
     assert frozenset({"g2"}) in _grouping(store)  # the split holds
+
+
+def test_a_stopped_run_commits_its_batch_and_the_next_run_goes_on_from_there(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service shutting down stops clustering between batches; nothing is lost or redone."""
+    monkeypatch.setattr(pipeline_module, "CLUSTER_BATCH", 2)
+    store = Store(database_url)
+    _save(store, _feeds(store), range(len(REPORTS)))
+    pipeline = Pipeline(Settings(cluster=EVENT), store)
+    assert pipeline.cluster(stop=lambda: True) == 2
+    assert len(store.unclustered()) == len(REPORTS) - 2
+    assert pipeline.cluster() == len(REPORTS) - 2
+    assert pipeline.primed == 1  # went on with the stopped run's matcher
+    assert len(_grouping(store)) == 2

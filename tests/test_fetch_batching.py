@@ -553,3 +553,25 @@ def test_deflate_whose_first_chunk_is_one_byte_is_decoded(wbits: int) -> None:
 
     [result] = fetch_from_raw_server(answer, 1)
     assert (result.status, result.error, result.content) == (FetchStatus.OK, None, body)
+
+
+def test_once_stopped_no_further_feed_is_started_and_those_started_are_handed_out(
+    port_servers: list[PortServer],
+) -> None:
+    server = port_servers[0]
+    feeds = [Feed(url=server.url(f"/f{i}.xml"), outlet="o", etag='"v1"') for i in range(10)]
+    settings = make_settings(max_concurrency=1, per_host_concurrency=1)
+
+    async def run() -> list[FetchResult]:
+        stop = asyncio.Event()
+        results = []
+        async for _, result in fetch_many(feeds, settings, stop=stop):
+            results.append(result)
+            stop.set()
+        return results
+
+    results = asyncio.run(run())
+    # Two start ahead (twice max_concurrency) and a third as the first result is handed
+    # out, before the caller could stop; none after that.
+    assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 3
+    assert len(server.ports) == 3

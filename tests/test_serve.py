@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -131,3 +132,42 @@ def test_serve_with_web_answers_http_and_stops_with_it(tmp_path: Path) -> None:
             process.kill()
     assert process.returncode == 0, output
     assert status() is None
+
+
+def test_sigterm_lets_the_feed_in_flight_finish_and_be_stored(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """SIGTERM stops claiming work, but a fetch under way completes and commits (within grace)."""
+    url = feed_server.add(
+        "/slow.xml", (FEEDS / "rss2_de_utf8_umlauts_cdata_entities.xml").read_bytes(), delay=2.0
+    )
+    database = tmp_path / "serve.db"
+    config = write_config(
+        tmp_path / "serve.toml",
+        {
+            "database": {"url": f"sqlite:///{database}"},
+            "fetch": {"allow_private_addresses": True},
+            "serve": {"poll_interval": "60s", "shutdown_grace": "30s"},
+            "outlets": [{"name": "slow", "language": "de", "feeds": [url]}],
+        },
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "--config", str(config), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        wait_for(process, lambda: feed_server.hits("/slow.xml") == 1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=25)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+    assert "fetched http://127.0.0.1" in output and "stopped" in output
+    with sqlite3.connect(database) as connection:
+        [(stored,)] = connection.execute("SELECT count(*) FROM entries").fetchall()
+    assert stored > 0, output

@@ -210,7 +210,7 @@ async def fetch_feed(
 
 
 async def fetch_many(
-    feeds: Iterable[Feed], settings: FetchSettings
+    feeds: Iterable[Feed], settings: FetchSettings, *, stop: asyncio.Event | None = None
 ) -> AsyncGenerator[tuple[Feed, FetchResult], None]:
     """Fetch all `feeds` concurrently within the limits; yield each result as it completes.
 
@@ -221,7 +221,10 @@ async def fetch_many(
     downloads instead of letting documents pile up in memory (and no task
     waits around for each of thousands of feeds). A result handed out is no
     longer referenced here. Closing the generator early cancels the fetches
-    still running. Feeds are taken host by host in turn (`in_host_turns`).
+    still running; once `stop` is set, no further feed is started and the
+    generator ends with the results of those already started (a service
+    shutting down finishes what is in flight). Feeds are taken host by host
+    in turn (`in_host_turns`).
     """
     slots = RequestSlots.from_settings(settings)
     finished: asyncio.Queue[tuple[Feed, FetchResult]] = asyncio.Queue()
@@ -248,7 +251,8 @@ async def fetch_many(
         try:
             while owed:
                 done = await finished.get()
-                owed += start(next(waiting, None)) - 1
+                stopping = stop is not None and stop.is_set()
+                owed += start(None if stopping else next(waiting, None)) - 1
                 yield done
         finally:
             for task in list(running):
