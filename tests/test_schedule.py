@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from aggregator.config import DigestSettings
-from aggregator.pipeline import latest_fire, scheduled_period
+from aggregator.config import DatabaseSettings, DigestSettings, Settings
+from aggregator.pipeline import FetchSummary, Pipeline, latest_fire, scheduled_period
+from aggregator.schedule import Service
+from aggregator.store import Store
 
 DAILY = DigestSettings(name="daily", schedule="0 6 * * *", timezone="Europe/Berlin", period="24h")
 
@@ -72,3 +76,42 @@ def test_cron_weekdays_mean_what_they_mean_in_cron(weekday: str, expected: set[i
         fires.add(fire.weekday())
         previous, moment = fire, fire + timedelta(seconds=1)
     assert fires == expected
+
+
+def test_a_digest_whose_job_found_the_lock_taken_is_written_by_the_fetch_pass(
+    tmp_path: Path,
+) -> None:
+    """The hourly job fires while a fetch pass holds the run lock: the period is not lost."""
+    settings = Settings(
+        database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'service.db'}"),
+        digests=[
+            DigestSettings(
+                name="hourly",
+                schedule="0 * * * *",
+                period="1h",
+                formats=["json"],
+                output_dir=str(tmp_path / "out"),
+            )
+        ],
+    )
+    now = datetime(2026, 11, 26, 10, 0, 5, tzinfo=UTC)
+    pipeline = Pipeline(settings, Store(settings.database_url), clock=lambda: now)
+    service = Service(pipeline, poll_seconds=60, grace_seconds=5)
+
+    async def slow_fetch(**_: object) -> FetchSummary:
+        await asyncio.sleep(0.5)
+        return FetchSummary()
+
+    pipeline.fetch = slow_fetch  # type: ignore[method-assign]
+
+    async def run() -> None:
+        fetching = asyncio.create_task(service.fetch_due())
+        await asyncio.sleep(0.1)
+        await service.write_digests(["hourly"])  # finds the lock taken, skips
+        assert not list((tmp_path / "out").glob("*.json"))
+        await fetching
+
+    asyncio.run(run())
+    assert [p.name for p in (tmp_path / "out").glob("*.json")] == [
+        "hourly_2026-11-26T0900Z_2026-11-26T1000Z.json"
+    ]
