@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -52,6 +54,20 @@ def test_migrations_run_once_and_refuse_a_newer_database(database_url: str) -> N
         conn.execute(schema_migrations.insert().values(version=99, applied_at=NOW))
     with pytest.raises(RuntimeError, match="newer than this program"):
         Store(database_url)
+
+
+def test_processes_opening_a_new_database_together_migrate_it_once(database_url: str) -> None:
+    """serve and a cron run starting together: each step must run once, none may fail."""
+    opening = "import sys; from aggregator.store import Store; Store(sys.argv[1])"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", opening, database_url], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [process.communicate(timeout=120)[1].decode() for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, errors
+    with Store(database_url).engine.connect() as conn:
+        versions = conn.execute(select(schema_migrations.c.version)).scalars().all()
+    assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
 
 
 def test_the_upgrade_drops_the_cluster_index_the_covering_one_replaced(database_url: str) -> None:

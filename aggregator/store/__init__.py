@@ -226,6 +226,9 @@ def _prefixed(fields: dict[str, Any]) -> dict[str, Any]:
     return {f"new_{name}": value for name, value in fields.items()}
 
 
+# Seconds a process waits for another to finish migrating the schema.
+MIGRATE_WAIT = 120.0
+
 # Placeholder figures for a new cluster row; `_refresh_clusters` fills the real ones
 # in the same transaction.
 _EPOCH = datetime.fromtimestamp(0, UTC)
@@ -237,7 +240,10 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _engine(url)
-        self.schema_version = schema.migrate(self.engine.begin)
+        # Processes starting together (serve beside a cron run, several workers)
+        # must not run the same migration step twice.
+        with lock.exclusive(self.engine, "migrate", wait=MIGRATE_WAIT):
+            self.schema_version = schema.migrate(self.engine.begin)
 
     def close(self) -> None:
         self.engine.dispose()

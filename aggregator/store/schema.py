@@ -3,8 +3,10 @@
 SQLAlchemy Core tables describe the newest schema for queries; `MIGRATIONS`
 is the ordered history that brings any older database there. A migration
 never edits an earlier step: add a new one. Each step runs in its own
-transaction together with its row in `schema_migrations`, so a crash leaves
-the database at a whole version.
+transaction together with its row in `schema_migrations`. SQLite's driver
+commits DDL as it goes, so a step is also written to be run again after a
+crash part-way (tables and indexes created if missing, columns added if
+missing). `Store` runs the steps under a lock, one process at a time.
 """
 
 from __future__ import annotations
