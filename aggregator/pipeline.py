@@ -124,6 +124,7 @@ class _FetchRun:
         self.all_stored = asyncio.Event()
         self.all_stored.set()
         self.failure: BaseException | None = None
+        self.store = pipeline.store
         loop = asyncio.get_running_loop()
         self.writer: BatchWriter[_Token] = BatchWriter(
             pipeline.store, lambda done: loop.call_soon_threadsafe(self._stored, done)
@@ -212,11 +213,34 @@ class _FetchRun:
             if document:
                 self.to_store.release()
             if isinstance(saved, Exception):
-                self.failure = self.failure or saved
+                self._unstorable(feed, result, saved)
             else:
                 self._count(feed, result, saved)
         if not self.unstored:
             self.all_stored.set()
+
+    def _unstorable(self, feed: Feed, result: FetchResult, error: Exception) -> None:
+        """Record a feed whose entries the database refused as its failure; the run goes on.
+
+        One feed's data (a guid beyond an index's size limit, a constraint
+        nobody foresaw) must not keep the other feeds, or clustering and
+        digests, from running run after run. The feed's state is saved here
+        directly: the writer may already be closing. Only if even that fails
+        (the database is gone) does the run end with the error.
+        """
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = f"cannot store its entries: {first_line or type(error).__name__}"
+        log.error("%s %s", feed.url, reason, exc_info=error)
+        failed = replace(result, status=FetchStatus.FAILED, error=reason, content=None)
+        now = self.clock()
+        try:
+            [saved] = self.store.save_fetches(
+                [Fetched(apply_result(feed, failed, now, self.settings), [], now)]
+            )
+        except Exception as again:
+            self.failure = self.failure or again
+            return
+        self._count(feed, failed, saved)
 
     def _count(self, feed: Feed, result: FetchResult, saved: SaveResult) -> None:
         summary = self.summary

@@ -435,6 +435,32 @@ def test_fetch_raises_when_a_result_cannot_be_stored(
     assert "q2-0" not in stored and {"q0-0", "q1-1", "q3-0"} <= stored
 
 
+def test_a_feed_whose_entries_the_database_refuses_fails_alone_and_the_run_goes_on(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """One feed's data must not stop the others, nor clustering and digests, run after run."""
+    store = Store(f"sqlite:///{tmp_path / 'refusing.db'}")
+    with store.engine.begin() as conn:  # the database itself refuses one entry
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON entries WHEN NEW.guid LIKE '%q2-0' "
+            "BEGIN SELECT RAISE(ABORT, 'index row size exceeds maximum'); END"
+        )
+    urls = [feed_server.add(f"/f{i}.xml", rss(i, 0, items=2)) for i in range(4)]
+    for url in urls:
+        store.add_feed(url, Outlet("o"), source="cli", interval_seconds=60, now=NOW)
+    pipeline = Pipeline(Settings(fetch=make_settings()), store)
+    summary = asyncio.run(pipeline.fetch(all_feeds=True))
+    assert (summary.ok, summary.failed) == (3, 1)
+    state = {feed.url: feed for feed in store.feeds()}[urls[2]]
+    assert state.last_status == "failed"
+    assert state.last_error is not None
+    assert state.last_error.startswith("cannot store its entries: ")
+    assert state.last_error.endswith("index row size exceeds maximum")
+    stored = {e.guid.rsplit("/", 1)[-1] for e in store.unclustered()}
+    assert not {"q2-0", "q2-1"} & stored and {"q0-0", "q1-1", "q3-0"} <= stored
+    assert pipeline.cluster() == len(stored)
+
+
 # -- a kill between two commits ------------------------------------------------------------------
 
 # Runs the fetch stage and kills itself (SIGKILL) right after the Nth feed was
