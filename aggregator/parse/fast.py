@@ -13,8 +13,9 @@ on broken input stays the product's.
 Fidelity comes from replaying feedparser's own state machine for the supported
 elements (document order, depth rules for repeated fields, `title_depth`,
 `hasContent`, `guidislink`, the author bookkeeping) and from calling feedparser's
-own helpers where they are plain functions (encoding detection, date parsing,
-URL joining, the HTML sniffing of RSS text, the author-detail rules). An element
+own helpers where they are plain functions (encoding detection, date parsing with
+dates.py's handler registered, URL joining, the HTML sniffing of RSS text, the
+author-detail rules). An element
 for which feedparser has a handler that is not reproduced here declines the
 document, so a new feedparser handler can only make this path decline more.
 tests/test_parse_fast.py checks field-for-field equality on every fixture.
@@ -32,13 +33,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from feedparser.datetimes import _parse_date
 from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from feedparser.util import FeedParserDict
 from lxml import etree  # type: ignore[import-untyped]  # no stubs in this environment
+
+from aggregator.parse.dates import parse_date
 
 _MIXIN: Any = _FeedParserMixin
 # Namespace URI (lower case) -> feedparser's prefix for it ('' for RSS and Atom).
@@ -603,7 +605,7 @@ class _Walker:
 
     def _end_date(self, node: _Node, element: str) -> None:
         value = self._pop(element, node.text(), node)
-        self._get_context()[f"{element}_parsed"] = _parse_date(value)
+        self._get_context()[f"{element}_parsed"] = parse_date(value)
 
     def _end_language(self, node: _Node) -> None:
         self._pop("language", node.text(), node)

@@ -1,0 +1,151 @@
+"""German and Central European feed dates (aggregator/parse/dates.py), by both XML readers.
+
+feedparser alone loses German month and weekday names, the German numeric form
+and RFC 822 dates with a weekday but no zone (the entry then shows as published
+at the first fetch), and takes CET/MEZ/CEST/MESZ as UTC (one or two hours late).
+Every case runs through the fast path and through feedparser, forced, and must
+give the same UTC instant; garbage must still give no date rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from xml.sax.saxutils import escape
+
+import pytest
+
+from aggregator.models import ParsedFeed
+from aggregator.parse.dates import parse_date, parse_european_date
+from aggregator.parse.feeds import Reader, parse_xml
+from aggregator.parse.normalize import FeedContext
+
+# After every date below, so that none is clamped as a date in the future.
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+CTX = FeedContext(
+    url="https://feeds.example.org/nachrichten/feed.xml",
+    outlet="Beispielblatt",
+    outlet_language="de",
+    now=NOW,
+)
+READERS: list[Reader] = ["fast", "feedparser"]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+GERMAN = [
+    ("Mo, 03 Mär 2025 10:00:00 +0100", utc(2025, 3, 3, 9, 0)),
+    ("Di, 14 Okt 2025 08:15:00 +0200", utc(2025, 10, 14, 6, 15)),
+    ("03 März 2025 10:00:00 +0100", utc(2025, 3, 3, 9, 0)),
+    ("Montag, 03 März 2025 10:00:00 +0100", utc(2025, 3, 3, 9, 0)),
+    ("Dienstag, 14 Oktober 2025 08:15:00 +0200", utc(2025, 10, 14, 6, 15)),
+    ("Mi, 24 Dezember 2025 18:00:00 +0100", utc(2025, 12, 24, 17, 0)),
+    ("14 Okt. 2025 08:15:00 +0200", utc(2025, 10, 14, 6, 15)),
+    ("Di., 14. Okt. 2025 08:15 +0200", utc(2025, 10, 14, 6, 15)),
+    ("Do, 01 Mai 2025 07:30:00 +02:00", utc(2025, 5, 1, 5, 30)),
+    ("14.03.2025 10:00", utc(2025, 3, 14, 10, 0)),
+    ("14.03.2025 10:00:00 +0100", utc(2025, 3, 14, 9, 0)),
+    ("Fri, 14 Mar 2025 10:00:00", utc(2025, 3, 14, 10, 0)),
+    ("Fri, 14 Mar 2025 10:00:00 CET", utc(2025, 3, 14, 9, 0)),
+    ("Fr, 14 Mär 2025 10:00:00 MEZ", utc(2025, 3, 14, 9, 0)),
+    ("Tue, 14 Oct 2025 08:15:00 CEST", utc(2025, 10, 14, 6, 15)),
+    ("Di, 14 Okt 2025 08:15:00 MESZ", utc(2025, 10, 14, 6, 15)),
+    ("14.10.2025 08:15 MESZ", utc(2025, 10, 14, 6, 15)),
+]
+GARBAGE = [
+    "Mo, 99 Foo 2025",
+    "Mo, 99 Mär 2025",
+    "Mo, 30 Feb 2025 10:00:00 +0100",
+    "Mo, 03 Mär 2025 25:00:00 +0100",
+    "Mo, 03 Mär 2025 10:00:00 XYZ",
+    "Xy, 03 Mär 2025 10:00:00 +0100",
+    "32.13.2025 10:00",
+]
+# English dates feedparser already reads: unchanged, whatever the zone.
+ENGLISH = [
+    ("Fri, 14 Mar 2025 10:05:00 GMT", utc(2025, 3, 14, 10, 5)),
+    ("Fri, 14 Mar 2025 10:00:00 +0100", utc(2025, 3, 14, 9, 0)),
+    ("Friday, 14 Mar 25 10:00 -0530", utc(2025, 3, 14, 15, 30)),
+    ("Fri, 14 Mar 2025 05:00:00 EST", utc(2025, 3, 14, 10, 0)),
+    ("Fri, 14 Mar 2025 10:00:00 XYZ", utc(2025, 3, 14, 10, 0)),
+    ("14 Mar 2025 10:00:00", utc(2025, 3, 14, 10, 0)),
+    ("Fri, 14 Mar 2025", utc(2025, 3, 14, 0, 0)),
+    ("2025-03-14T10:00:00+01:00", utc(2025, 3, 14, 9, 0)),
+    ("Sun Jan  4 16:29:06 PST 2004", utc(2004, 1, 5, 0, 29, 6)),
+]
+
+
+def rss(*dates: str) -> bytes:
+    items = "".join(
+        f"<item><title>Meldung {n}</title><link>https://example.org/{n}</link>"
+        f"<pubDate>{escape(date)}</pubDate></item>"
+        for n, date in enumerate(dates)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
+        f"<title>Beispielblatt</title><link>https://example.org/</link>{items}"
+        "</channel></rss>"
+    ).encode()
+
+
+def atom(date: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        "<title>Beispielblatt</title><id>urn:beispielblatt</id>"
+        "<entry><title>Meldung</title><id>urn:meldung:1</id>"
+        '<link href="https://example.org/1"/>'
+        f"<published>{escape(date)}</published></entry></feed>"
+    ).encode()
+
+
+def parse(content: bytes, reader: Reader) -> ParsedFeed:
+    # reader="fast" raises FastPathDeclined if the fast path does not take the document
+    return parse_xml(content, "application/xml", CTX, reader)
+
+
+def as_datetime(value: time.struct_time | None) -> datetime | None:
+    return None if value is None else datetime(*value[:6], tzinfo=UTC)
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize(("date", "expected"), GERMAN, ids=[date for date, _ in GERMAN])
+def test_european_date_in_rss(date: str, expected: datetime, reader: Reader) -> None:
+    (entry,) = parse(rss(date), reader).entries
+    assert (entry.published, entry.published_estimated) == (expected, False)
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize(("date", "expected"), GERMAN, ids=[date for date, _ in GERMAN])
+def test_european_date_in_atom(date: str, expected: datetime, reader: Reader) -> None:
+    (entry,) = parse(atom(date), reader).entries
+    assert (entry.published, entry.published_estimated) == (expected, False)
+
+
+def test_both_readers_give_the_same_feed_for_european_dates() -> None:
+    content = rss(*(date for date, _ in GERMAN), *GARBAGE)
+    fast, slow = parse(content, "fast"), parse(content, "feedparser")
+    assert fast == slow
+    assert [e.published for e in fast.entries[: len(GERMAN)]] == [e for _, e in GERMAN]
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("date", GARBAGE)
+def test_garbage_date_gives_no_date(date: str, reader: Reader) -> None:
+    assert parse_date(date) is None
+    (entry,) = parse(rss(date), reader).entries
+    assert (entry.published, entry.published_estimated) == (NOW, True)
+
+
+@pytest.mark.parametrize(("date", "expected"), ENGLISH, ids=[date for date, _ in ENGLISH])
+def test_english_dates_parse_as_before(date: str, expected: datetime) -> None:
+    assert as_datetime(parse_date(date)) == expected
+    (entry,) = parse(rss(date), "fast").entries
+    assert entry.published == expected
+
+
+@pytest.mark.parametrize("date", [date for date, _ in ENGLISH[:5]])
+def test_english_dates_with_a_zone_are_left_to_feedparser(date: str) -> None:
+    """The handler runs first: it must not claim what feedparser's own rules read."""
+    assert parse_european_date(date) is None
