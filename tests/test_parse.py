@@ -603,3 +603,28 @@ def test_title_from_text(text: str, title: str) -> None:
 )  # fmt: skip
 def test_normalize_language(tag: object, expected: str | None) -> None:
     assert normalize_language(tag) == expected
+
+
+# -- what the store's indexes can take ------------------------------------------------
+
+
+def test_guids_and_links_too_long_for_an_index_are_kept_storable() -> None:
+    """PostgreSQL refuses btree entries over ~2.7 KB: such a feed could never be stored."""
+    signed = "https://news.example.de/a?sig=" + "".join(f"{n:04x}" for n in range(700))
+    long_guid = "urn:uuid:" + "x" * 3000
+    items = (
+        f"<item><title>Mit langer GUID</title><guid isPermaLink='false'>{long_guid}</guid>"
+        "<link>https://news.example.de/kurz</link></item>"
+        f"<item><title>Mit langem Link</title><link>{signed.replace('&', '&amp;')}</link></item>"
+    )
+    feed = parse(f"<rss version='2.0'><channel><title>T</title>{items}</channel></rss>".encode())
+    by_title = {entry.title: entry for entry in feed.entries}
+    guided, linked = by_title["Mit langer GUID"], by_title["Mit langem Link"]
+    assert guided.guid == "sha256:" + hashlib.sha256(long_guid.encode()).hexdigest()
+    assert guided.canonical_url == "https://news.example.de/kurz"
+    assert linked.guid == "sha256:" + hashlib.sha256(signed.encode()).hexdigest()
+    assert (linked.url, linked.canonical_url) == (signed, None)
+    short = parse(
+        b"<rss version='2.0'><channel><item><title>K</title><guid>k-1</guid></item></channel></rss>"
+    )
+    assert not short.entries[0].guid.startswith("sha256:")

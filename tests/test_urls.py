@@ -100,3 +100,9 @@ def test_http_url_keeps_only_http_links(
     link: str | None, base: str | None, expected: str | None
 ) -> None:
     assert http_url(link, base) == expected
+
+
+def test_a_link_is_returned_as_it_was_checked() -> None:
+    """urlsplit drops tabs and newlines before the scheme check; the URL returned must too."""
+    assert http_url("ht\ttps://news.example.de/a") == "https://news.example.de/a"
+    assert http_url("https://news.example.de/a\nb") == "https://news.example.de/ab"

@@ -23,6 +23,10 @@ from aggregator.parse.urls import canonical_url, http_url
 SUMMARY_LIMIT = 1000
 TITLE_LIMIT = 300
 UNTITLED_TITLE_LIMIT = 100
+# Bytes of a guid or canonical URL the store's btree indexes take (PostgreSQL's
+# limit is about 2,700 bytes an index entry, key columns and overhead included).
+GUID_LIMIT = 2000
+URL_INDEX_LIMIT = 2000
 # Clocks of publishers drift; beyond this a date in the future is a mistake
 # (or a bid for the top of every list) and is clamped to the time of parsing.
 CLOCK_SKEW = timedelta(minutes=10)
@@ -97,12 +101,22 @@ def from_struct_time(value: object) -> datetime | None:
 
 def _guid(raw: RawEntry, url: str | None, title: str, date: datetime | None) -> str:
     guid = strip_controls(raw.id).strip() if raw.id else ""
-    if guid:
-        return guid
-    if url:
-        return url
+    if guid or url:
+        return _indexable(guid or url or "")
     stamp = date.isoformat() if date else ""
     return "sha1:" + hashlib.sha1(f"{title}\n{stamp}".encode()).hexdigest()
+
+
+def _indexable(guid: str) -> str:
+    """`guid`, or a digest of it when it is too long for the store's unique index.
+
+    PostgreSQL refuses a btree index entry over about 2.7 KB, so a feed with
+    a longer guid (or, without a guid, a long signed link) could never be
+    stored. The digest is as stable as the guid it stands for.
+    """
+    if len(guid.encode()) <= GUID_LIMIT:
+        return guid
+    return "sha256:" + hashlib.sha256(guid.encode()).hexdigest()
 
 
 def build_entries(
@@ -140,7 +154,8 @@ def _build_entry(
     return Entry(
         guid=_guid(raw, url, title, date),
         url=url,
-        canonical_url=canonical_url(url) if url else None,
+        # Beyond the limit a URL is kept as the link but not indexed for duplicates.
+        canonical_url=canonical_url(url) if url and len(url.encode()) <= URL_INDEX_LIMIT else None,
         title=title,
         summary=summary,
         published=published,

@@ -111,4 +111,6 @@ def http_url(link: str | None, base: str | None = None) -> str | None:
         return None
     if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
         return None
-    return absolute
+    # What was checked, not the raw string: urlsplit drops tabs and newlines
+    # ("ht\ttp://..."), which a browser would read differently.
+    return urlunsplit(parts)
