@@ -343,11 +343,6 @@ def feeds() -> None:
     """Manage feeds in the database (in addition to those in the configuration)."""
 
 
-def _outlet_for(url: str, name: str | None) -> Outlet:
-    host = (urlsplit(url).hostname or "").removeprefix("www.")
-    return Outlet(name or host or url)
-
-
 def _add(obj: Context, url: str, outlet: Outlet, source: str) -> bool:
     try:
         check_url(url, allow_private=obj.settings.fetch.allow_private_addresses)
@@ -399,7 +394,7 @@ def feeds_add(
     except UnsafeURLError as exc:
         fail(f"{url}: {exc}")
     feed_url = url if no_discover else _discover(obj, url, pick)
-    new = _add(obj, feed_url, _outlet_for(url, outlet), "cli")
+    new = _add(obj, feed_url, Outlet.for_feed(url, outlet), "cli")
     click.echo(f"{'added' if new else 'already known'}: {feed_url}")
 
 
@@ -453,7 +448,7 @@ def feeds_import(obj: Context, file: Path) -> None:
             click.echo(f"refused: {sub.url}: {exc}", err=True)
             refused += 1
             continue
-        outlet = _outlet_for(sub.url, sub.outlet)
+        outlet = Outlet.for_feed(sub.url, sub.outlet)
         outlet = Outlet(outlet.name, home_url=sub.home_url)
         if _add(obj, sub.url, outlet, "opml"):
             added += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,16 @@ class Outlet:
     name: str
     language: str | None = None
     home_url: str | None = None
+
+    @classmethod
+    def for_feed(cls, url: str, name: str | None = None) -> Outlet:
+        """`name`, else the feed's host without ``www.``, else the URL (``file:`` feeds).
+
+        One rule for the CLI, OPML imports and the dashboard, so a feed added
+        anywhere joins the same outlet.
+        """
+        host = (urlsplit(url).hostname or "").removeprefix("www.")
+        return cls(name or host or url)
 
 
 @dataclass

@@ -205,3 +205,28 @@ def test_editor_workflow(site: tuple[str, Pipeline, FeedServer]) -> None:
         assert "<script>alert('x')</script> Ärger um Maut-Pläne" in page.inner_text("#now-list")
         browser.close()
     assert dialogs == []  # no script from a feed ever ran
+
+
+def test_open_page_goes_to_login_when_the_session_ends(
+    site: tuple[str, Pipeline, FeedServer],
+) -> None:
+    base, pipeline, _ = site
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page()
+        page.goto(base + "/login")
+        page.fill("input[name=name]", "anna")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(base + "/")
+        # A new password ends the session; the next poll must not show the login
+        # form inside the list but take the whole page there.
+        new_hash = auth.hash_password("another password")
+        DashboardStore(pipeline.store).set_password("anna", new_hash, datetime.now(UTC))
+        page.dispatch_event("#now-list", "refresh")
+        page.wait_for_url(base + "/login?next=/", timeout=10_000)
+        assert page.locator("#now-list").count() == 0
+        browser.close()

@@ -18,24 +18,25 @@ from aggregator.web.dashboard import routes
 PASSWORD = "correct horse battery"
 
 
-def settings(tmp_path: Path, url: str) -> Settings:
+def settings(tmp_path: Path, url: str, *, allow_private: bool = False) -> Settings:
     return Settings.model_validate(
         {
             "database": {"url": url},
+            "fetch": {"allow_private_addresses": allow_private},
             "dashboard": {"home_outlets": ["tagesschau.de"], "timezone": "Europe/Berlin"},
             "base_dir": tmp_path,
         }
     )
 
 
-def app_for(tmp_path: Path, url: str) -> tuple[Starlette, Store, dict[str, list[int]]]:
+def app_for(
+    tmp_path: Path, url: str, *, allow_private: bool = False
+) -> tuple[Starlette, Store, dict[str, list[int]]]:
+    """The app over the seeded stories; `allow_private` lets feeds be added without DNS."""
     store, ids = seeded(url)
     DashboardStore(store).set_password("anna", auth.hash_password(PASSWORD), NOW)
-    app = create_app(
-        settings(tmp_path, url),
-        store,
-        routes=routes(settings(tmp_path, url), store, clock=lambda: NOW),
-    )
+    config = settings(tmp_path, url, allow_private=allow_private)
+    app = create_app(config, store, routes=routes(config, store, clock=lambda: NOW))
     return app, store, ids
 
 

@@ -38,11 +38,22 @@ def sign(secret: bytes, subscriber: Subscriber) -> str:
     return f"{subscriber.id}.{_mac(secret, subscriber.id, subscriber.email, subscriber.digest)}"
 
 
+# Subscriber ids are `Integer`, 32-bit on PostgreSQL: a larger one would fail the lookup.
+MAX_ID = 2**31 - 1
+
+
 def subscriber_id(token: str) -> int:
-    """The id a token claims, before it is checked; BadToken if it has no such shape."""
+    """The id a token claims, before it is checked; BadToken if it has no such shape.
+
+    Only ASCII: ``"²".isdigit()`` is true but `int` refuses it, and
+    `hmac.compare_digest` refuses non-ASCII text.
+    """
     head, dot, mac = token.partition(".")
-    if not dot or not head.isdigit() or not mac or len(head) > 18:
+    if not (dot and mac and token.isascii() and head.isdigit()):
         raise BadToken("malformed token")
+    # The length first: `int` refuses more than 4300 digits.
+    if len(head) > len(str(MAX_ID)) or int(head) > MAX_ID:
+        raise BadToken("no such subscriber")
     return int(head)
 
 

@@ -43,8 +43,8 @@ def users() -> None:
 def users_add(obj: Runtime, name: str) -> None:
     """Create the editor NAME or set a new password (asked, or read from standard input)."""
     name = name.strip()
-    if not name or len(name) > 100:
-        fail("NAME must be 1 to 100 characters")
+    if not name or len(name) > auth.NAME_LENGTH:
+        fail(f"NAME must be 1 to {auth.NAME_LENGTH} characters")
     password = read_password()
     if len(password) < MIN_PASSWORD:
         fail(f"the password must have at least {MIN_PASSWORD} characters")

@@ -6,7 +6,9 @@
   user's name and a CSRF token; every POST must echo that token.
 - Scripts send ``Authorization: Bearer TOKEN``; only the token's SHA-256 is
   stored, and a token opens the read-only JSON API, nothing else.
-- Failed logins are counted per client address and per user name, in memory:
+- A session also holds a fingerprint of the user's password hash, checked on
+  every request: changing a password ends all of that user's sessions.
+- Logins are counted per client address and per user name, in memory:
   enough for the single server process `web` runs.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, MutableMapping
@@ -22,6 +25,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +34,8 @@ from aggregator.store.dashboard import DashboardStore
 _HASHER = PasswordHasher()
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+# The longest user name (the `users.name` column).
+NAME_LENGTH = 100
 # Spent on a login for an unknown name too, so timing does not tell which names exist.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
@@ -73,11 +79,49 @@ def api_user(conn: HTTPConnection, store: DashboardStore) -> str | None:
     return session_user(conn)
 
 
-def log_in(session: MutableMapping[str, Any], user: str) -> None:
+def password_fingerprint(stored_hash: str) -> str:
+    """A short digest of the stored hash, kept in the session to notice a password change.
+
+    The cookie is signed, not encrypted: the holder can read this. Without the
+    hash's salt it does not help guessing the password.
+    """
+    return hashlib.sha256(stored_hash.encode("utf-8")).hexdigest()[:16]
+
+
+def log_in(session: MutableMapping[str, Any], user: str, stored_hash: str) -> None:
     """Start a fresh session (no fixation: nothing from before the login survives)."""
     session.clear()
     session["user"] = user
+    session["fingerprint"] = password_fingerprint(stored_hash)
     session["csrf"] = secrets.token_urlsafe(32)
+
+
+def session_current(session: MutableMapping[str, Any], store: DashboardStore) -> bool:
+    """False if the session's user is gone or changed their password since logging in."""
+    user, fingerprint = session.get("user"), session.get("fingerprint")
+    if not isinstance(user, str) or not isinstance(fingerprint, str):
+        return False
+    stored = store.password_hash(user)
+    return stored is not None and hmac.compare_digest(password_fingerprint(stored), fingerprint)
+
+
+class SessionCheck:
+    """Empties a session whose user's password changed since the login (see `session_current`).
+
+    Sessions live only in the signed cookie; this is what makes `users add`
+    with a new password end them. Runs inside SessionMiddleware, so every
+    `session_user` afterwards sees the checked session.
+    """
+
+    def __init__(self, app: ASGIApp, store: DashboardStore) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session = scope.get("session") or {}
+        if "user" in session and not await run_in_threadpool(session_current, session, self.store):
+            session.clear()
+        await self.app(scope, receive, send)
 
 
 def csrf_token(session: MutableMapping[str, Any]) -> str:
@@ -94,8 +138,17 @@ def csrf_ok(session: MutableMapping[str, Any], sent: str | None) -> bool:
     return isinstance(expected, str) and sent is not None and hmac.compare_digest(expected, sent)
 
 
+# Per user name, this many times the per-address limit: a name's count only slows
+# guessing spread over many addresses, it must not let one address lock a user out.
+NAME_FACTOR = 20
+
+
 class LoginThrottle:
-    """At most `attempts` failed logins per key within `window` seconds."""
+    """At most `attempts` logins per client address within `window` seconds.
+
+    An attempt is counted before its password is checked, so concurrent
+    requests cannot all pass the check; a successful one is taken back.
+    """
 
     def __init__(
         self, attempts: int, window: float, clock: Callable[[], float] = time.monotonic
@@ -103,25 +156,37 @@ class LoginThrottle:
         self.attempts = attempts
         self.window = window
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
 
     def _recent(self, key: str) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
+        attempts = self._attempts.setdefault(key, deque())
         cutoff = self.clock() - self.window
-        while failures and failures[0] <= cutoff:
-            failures.popleft()
-        return failures
+        while attempts and attempts[0] <= cutoff:
+            attempts.popleft()
+        return attempts
 
-    def blocked(self, *keys: str) -> bool:
-        return any(len(self._recent(key)) >= self.attempts for key in keys)
+    def _keys(self, address: str, name: str) -> dict[str, int]:
+        return {f"ip:{address}": self.attempts, f"user:{name}": self.attempts * NAME_FACTOR}
 
-    def failed(self, *keys: str) -> None:
-        for key in keys:
-            self._recent(key).append(self.clock())
+    def attempt(self, address: str, name: str) -> float | None:
+        """Count a login attempt and return its moment; None (nothing counted) if over a limit."""
+        with self._lock:
+            keys = self._keys(address, name)
+            if any(len(self._recent(key)) >= limit for key, limit in keys.items()):
+                return None
+            moment = self.clock()
+            for key in keys:
+                self._recent(key).append(moment)
+            return moment
 
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+    def succeeded(self, address: str, name: str, moment: float) -> None:
+        """Take back the attempt counted at `moment`: a right password is no failure."""
+        with self._lock:
+            for key in self._keys(address, name):
+                attempts = self._attempts.get(key)
+                if attempts is not None and moment in attempts:
+                    attempts.remove(moment)
 
 
 CONTENT_SECURITY_POLICY = (

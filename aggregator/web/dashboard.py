@@ -38,10 +38,11 @@ from aggregator.store.dashboard import MERGE, SPLIT, DashboardStore, apply_corre
 from aggregator.store.mail import MailStore
 from aggregator.web import api, auth, present
 from aggregator.web.state import (
-    MAX_ID,
     VIEW_SECONDS,
     Dashboard,
     ViewCache,
+    as_id,
+    clean_text,
     hours_param,
     int_param,
     state,
@@ -58,6 +59,8 @@ SECRET_NAME = "dashboard-session"
 # Outlets whose first report in a story is this recent are marked as new.
 GROWTH_WINDOW = timedelta(hours=2)
 HOURS_CHOICES = (6, 12, 24, 48, 72)
+# The longest outlet name (the `outlets.name` column).
+OUTLET_LENGTH = 200
 
 
 def _templates() -> Jinja2Templates:
@@ -124,6 +127,20 @@ def editor_page(handler: Handler) -> Handler:
     return guarded
 
 
+def editor_fragment(handler: Handler) -> Handler:
+    """Like `editor_page` for HTML the page's script fetches: 401 instead of the login page.
+
+    A redirect would be followed by `fetch`, and the login form put into the list.
+    """
+
+    async def guarded(request: Request) -> Response:
+        if auth.session_user(request) is None:
+            return PlainTextResponse("the session has ended; log in again", status_code=401)
+        return await handler(request)
+
+    return guarded
+
+
 async def checked_form(request: Request) -> FormData:
     """The POSTed form of a logged-in editor, with a valid CSRF token; 403 otherwise."""
     form = await request.form()
@@ -136,11 +153,18 @@ async def checked_form(request: Request) -> FormData:
 
 
 def form_int(form: FormData, name: str) -> int:
-    raw = form.get(name)
-    text = raw.strip() if isinstance(raw, str) else ""
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_ID:
+    number = as_id((_str(form, name) or "").strip())
+    if number is None:
         raise HTTPException(400, f"{name}: expected a story or entry number")
-    return int(text)
+    return number
+
+
+def form_text(form: FormData, name: str, limit: int | None = None) -> str:
+    """A form field as `text_param` cleans it (PostgreSQL refuses NUL); 400 if over `limit`."""
+    value = clean_text(_str(form, name) or "")
+    if limit is not None and len(value) > limit:
+        raise HTTPException(400, f"{name}: at most {limit} characters, not {len(value)}")
+    return value
 
 
 # -- login ----------------------------------------------------------------
@@ -162,21 +186,21 @@ async def login(request: Request) -> Response:
     form = await request.form()
     if not auth.csrf_ok(request.session, _str(form, auth.CSRF_FIELD)):
         raise HTTPException(403, "the login form has expired; reload the page")
-    name = _str(form, "name") or ""
+    name = form_text(form, "name", auth.NAME_LENGTH)
     password = _str(form, "password") or ""
     target = _next_path(_str(form, "next"))
     client = request.client.host if request.client else "unknown"
-    keys = (f"ip:{client}", f"user:{name}")
-    if dashboard.throttle.blocked(*keys):
+    attempt = dashboard.throttle.attempt(client, name)
+    if attempt is None:
         context = {"error": "Too many failed attempts. Wait a few minutes.", "next": target}
         return render(request, "login.html", context, status=429)
     stored = await run_in_threadpool(dashboard.data.password_hash, name)
-    if not await run_in_threadpool(auth.verify_password, stored, password):
-        dashboard.throttle.failed(*keys)
+    # Checked for an unknown name too (against a dummy hash): timing tells nothing.
+    if not await run_in_threadpool(auth.verify_password, stored, password) or stored is None:
         context = {"error": "Unknown name or wrong password.", "next": target, "name": name}
         return render(request, "login.html", context, status=401)
-    dashboard.throttle.succeeded(*keys)
-    auth.log_in(request.session, name)
+    dashboard.throttle.succeeded(client, name, attempt)
+    auth.log_in(request.session, name, stored)
     return RedirectResponse(target, status_code=303)
 
 
@@ -214,7 +238,7 @@ async def now_view(request: Request) -> Response:
     return render(request, "now.html", await _now_context(request))
 
 
-@editor_page
+@editor_fragment
 async def now_fragment(request: Request) -> Response:
     return render(request, "now_list.html", await _now_context(request))
 
@@ -356,8 +380,11 @@ async def feeds_view(request: Request) -> Response:
 async def feeds_add(request: Request) -> Response:
     dashboard = state(request)
     form = await checked_form(request)
-    url = (_str(form, "url") or "").strip()
-    outlet = (_str(form, "outlet") or "").strip() or (urlsplit(url).hostname or "")
+    url = form_text(form, "url")
+    outlet = Outlet.for_feed(url, form_text(form, "outlet"))
+    if len(outlet.name) > OUTLET_LENGTH:
+        message = f"Not added: an outlet name has at most {OUTLET_LENGTH} characters."
+        return await _feeds_message(request, message, 400)
     try:
         await run_in_threadpool(
             check_url, url, allow_private=dashboard.settings.fetch.allow_private_addresses
@@ -368,10 +395,10 @@ async def feeds_add(request: Request) -> Response:
     interval = int(dashboard.settings.fetch.interval_delta.total_seconds())
     _, new = await run_in_threadpool(
         lambda: dashboard.store.add_feed(
-            url, Outlet(outlet), source="web", interval_seconds=interval, now=now
+            url, outlet, source="web", interval_seconds=interval, now=now
         )
     )
-    text = f"Added {url} ({outlet})." if new else f"{url} was already there."
+    text = f"Added {url} ({outlet.name})." if new else f"{url} was already there."
     return RedirectResponse(f"/feeds?message={quote(text)}", status_code=303)
 
 
@@ -383,7 +410,7 @@ async def _feeds_message(request: Request, message: str, status: int) -> Respons
 async def feeds_toggle(request: Request) -> Response:
     dashboard = state(request)
     form = await checked_form(request)
-    url = _str(form, "url") or ""
+    url = form_text(form, "url")
     enable = _str(form, "action") == "enable"
     user = auth.session_user(request)
     found = await run_in_threadpool(
@@ -453,6 +480,7 @@ def create_dashboard_app(
 ) -> Starlette:
     """The dashboard and its API as one ASGI app (mounted by `aggregator.web.create_app`)."""
     options = settings.dashboard
+    data = DashboardStore(store)
     app = Starlette(
         routes=[*api.routes(), *page_routes()],
         middleware=[
@@ -465,13 +493,14 @@ def create_dashboard_app(
                 same_site="lax",
                 https_only=settings.web.base_url.startswith("https://"),
             ),
+            Middleware(auth.SessionCheck, store=data),
         ],
         exception_handlers={HTTPException: http_error},
     )
     app.state.dashboard = Dashboard(
         settings=settings,
         store=store,
-        data=DashboardStore(store),
+        data=data,
         throttle=auth.LoginThrottle(
             options.login_attempts, options.login_window_delta.total_seconds()
         ),

@@ -131,15 +131,21 @@ def matrix_csv(table: Matrix) -> str:
     """The matrix as CSV: one row per story, one column per outlet, minutes after the first."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["story_id", "title", "first_seen", *table.outlets])
+    writer.writerow(["story_id", "title", "first_seen", *map(_cell, table.outlets)])
     for cluster, cells in table.rows:
         minutes = [cells.get(name, "") for name in table.outlets]
-        title = story_title(cluster)
-        # A leading =, +, - or @ makes spreadsheets evaluate the cell.
-        if title[:1] in ("=", "+", "-", "@"):
-            title = "'" + title
+        title = _cell(story_title(cluster))
         writer.writerow([cluster.id, title, isoformat(cluster.first.published), *minutes])
     return out.getvalue()
+
+
+# Spreadsheets evaluate a cell starting with one of these as a formula (OWASP's list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """Text from a feed as a CSV cell a spreadsheet shows as text, never runs as a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 # -- the chart -------------------------------------------------------------

@@ -113,8 +113,12 @@ def text_param(request: Request, name: str, limit: int = 200) -> str:
     PostgreSQL refuses NUL in text, and no outlet name or search word holds a
     control character, so they are dropped here rather than failing a query.
     """
-    raw = request.query_params.get(name, "")
-    return _CONTROLS.sub("", raw).strip()[:limit]
+    return clean_text(request.query_params.get(name, ""))[:limit]
+
+
+def clean_text(raw: str) -> str:
+    """`raw` trimmed and without control characters, for query parameters and form fields."""
+    return _CONTROLS.sub("", raw).strip()
 
 
 _CONTROLS = re.compile("[\x00-\x1f\x7f]")
@@ -138,6 +142,18 @@ def when_param(request: Request, name: str, now: datetime) -> datetime | None:
 def story_id(request: Request) -> int:
     """The story number in the path; 404 for anything that cannot be one."""
     raw = str(request.path_params["story_id"])
-    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
+    number = as_id(raw)
+    if number is None:
         raise HTTPException(404, f"no story {raw[:40]!r}")
-    return int(raw)
+    return number
+
+
+def as_id(raw: str) -> int | None:
+    """`raw` as a row id; None unless ASCII digits up to MAX_ID.
+
+    The length is checked before `int`, which refuses more than 4300 digits.
+    """
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_ID)):
+        return None
+    number = int(raw)
+    return number if number <= MAX_ID else None

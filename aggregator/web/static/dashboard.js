@@ -54,6 +54,12 @@ function startPolling(list) {
   async function poll() {
     try {
       const response = await fetch(list.dataset.src, { credentials: "same-origin" });
+      // The session ended (logout elsewhere, password changed): reloading the page
+      // leads to the login form, which comes back here afterwards.
+      if (response.status === 401) {
+        window.location.reload();
+        return;
+      }
       if (!response.ok) throw new Error(String(response.status));
       const before = snapshot(list);
       const open = new Set([...list.querySelectorAll("details[open]")].map(
