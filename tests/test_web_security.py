@@ -25,7 +25,7 @@ from aggregator.cli import Context
 from aggregator.mail import tokens
 from aggregator.store.dashboard import DashboardStore
 from aggregator.store.mail import MailStore, Subscriber
-from aggregator.web import accounts
+from aggregator.web import accounts, dashboard
 from aggregator.web.auth import LoginThrottle
 
 
@@ -204,3 +204,27 @@ def test_fragment_without_a_session_is_401_not_the_login_page(client: TestClient
     assert 'action="/login"' not in response.text
     page = client.get("/", follow_redirects=False)
     assert page.status_code == 303  # whole pages still go to the login form
+
+
+# -- corrections and clustering -----------------------------------------------------
+
+
+def test_a_correction_waits_for_the_clustering_pass_and_asks_to_retry(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split landing between two batches of a clustering pass could tear a story apart."""
+    monkeypatch.setattr(dashboard, "CORRECTION_WAIT", 0.2)
+    app, store, ids = app_for(tmp_path, database_url)
+    client = TestClient(app, base_url="http://127.0.0.1")
+    assert log_in(client) == 303
+    story = DashboardStore(store).entries_by_id([ids["election"][0]])[ids["election"][0]]
+    page = client.get(f"/story/{story.cluster_id}").text
+    form = {"csrf_token": csrf_of(page), "entry_id": str(ids["election"][-1])}
+    with store.exclusive("run"):  # a clustering pass holds the run lock
+        busy = client.post(f"/story/{story.cluster_id}/split", data=form, follow_redirects=False)
+        assert busy.status_code == 503
+        assert "try again" in busy.text
+        assert DashboardStore(store).corrections() == []
+    done = client.post(f"/story/{story.cluster_id}/split", data=form, follow_redirects=False)
+    assert done.status_code == 303
+    assert [c.kind for c in DashboardStore(store).corrections()] == ["split"]

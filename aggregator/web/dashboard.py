@@ -33,7 +33,7 @@ from aggregator.config import Settings
 from aggregator.digest.records import isoformat
 from aggregator.fetch import UnsafeURLError, check_url
 from aggregator.models import Outlet
-from aggregator.store import Store
+from aggregator.store import Busy, Store
 from aggregator.store.dashboard import MERGE, SPLIT, DashboardStore, apply_corrections
 from aggregator.store.mail import MailStore
 from aggregator.web import api, auth, present
@@ -61,6 +61,8 @@ GROWTH_WINDOW = timedelta(hours=2)
 HOURS_CHOICES = (6, 12, 24, 48, 72)
 # The longest outlet name (the `outlets.name` column).
 OUTLET_LENGTH = 200
+# Seconds a correction waits for a clustering pass to finish before asking to retry.
+CORRECTION_WAIT = 10.0
 
 
 def _templates() -> Jinja2Templates:
@@ -320,6 +322,18 @@ async def story_view(request: Request) -> Response:
     return render(request, "story.html", context)
 
 
+def _correct_locked(dashboard: Dashboard, kind: str, first: int, second: int, user: str) -> None:
+    """Record and apply an editor's correction under the run lock.
+
+    A clustering pass works from what the database held when it began: a
+    merge or split landing between two of its batches could remove a cluster
+    it still fills, or leave a story in three pieces.
+    """
+    with dashboard.store.exclusive("run", wait=CORRECTION_WAIT):
+        dashboard.data.add_correction(kind, first, second, user, dashboard.clock())
+        apply_corrections(dashboard.store)
+
+
 async def _correct(request: Request, kind: str) -> Response:
     dashboard = state(request)
     form = await checked_form(request)
@@ -340,10 +354,12 @@ async def _correct(request: Request, kind: str) -> Response:
         if other not in found or story not in found or other == story:
             raise HTTPException(400, f"story {other} cannot be merged into story {story}")
         first, second, target = story, other, story
-    await run_in_threadpool(
-        dashboard.data.add_correction, kind, first, second, user, dashboard.clock()
-    )
-    await run_in_threadpool(apply_corrections, dashboard.store)
+    try:
+        await run_in_threadpool(_correct_locked, dashboard, kind, first, second, user)
+    except Busy:
+        raise HTTPException(
+            503, "The stories are being clustered right now; please try again in a minute."
+        ) from None
     dashboard.views.clear()
     # After a split that moved the founder away, the story lives on under a new id.
     remaining = await run_in_threadpool(dashboard.data.entries_by_id, [second])
