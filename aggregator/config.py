@@ -297,7 +297,8 @@ class DashboardSettings(_Section):
     poll_seconds: int = Field(20, ge=2)
     # An editor stays logged in this long.
     session_hours: int = Field(12 * 7, ge=1)
-    # Failed logins from one address (or for one name) allowed per window.
+    # Login attempts from one address allowed per window (successful ones do not
+    # count); attempts for one name, from anywhere, get 20 times as many.
     login_attempts: int = Field(5, ge=1)
     login_window: Duration = "15m"
     # Environment variable with the key that signs session cookies; when unset, a
