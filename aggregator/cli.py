@@ -35,13 +35,12 @@ from aggregator.mail.sender import SmtpConfigError
 from aggregator.models import Feed, FetchResult, Outlet
 from aggregator.pipeline import DigestRun, FetchSummary, Pipeline, utcnow
 from aggregator.schedule import EmbeddedServer, Service
-from aggregator.store import Busy, Store
-from aggregator.terminal import fail, table, when_option
+from aggregator.store import Store
+from aggregator.terminal import WAIT_OPTION, fail, run_lock, table, when_option
 from aggregator.web.accounts import register as register_users
 from aggregator.web.commands import application
 
 DEFAULT_CONFIG = "aggregator.toml"
-LOCK_WAIT_SECONDS = 6 * 3600.0
 
 
 class Context:
@@ -124,22 +123,6 @@ def _fetch(obj: Context, all_feeds: bool) -> FetchSummary:
     return summary
 
 
-WAIT_OPTION = click.option(
-    "--wait", is_flag=True, help="If another run is in progress, wait for it instead of exiting."
-)
-
-
-@contextmanager
-def _exclusive(obj: Context, wait: bool) -> Iterator[None]:
-    """Only one fetching run per database; a second exits with a clear message (code 3)."""
-    try:
-        with obj.store.exclusive("run", wait=LOCK_WAIT_SECONDS if wait else 0.0):
-            yield
-    except Busy as exc:
-        click.echo(f"busy: {exc}; not starting (use --wait to wait for it)", err=True)
-        sys.exit(3)
-
-
 @main.command()
 @click.option("--all", "all_feeds", is_flag=True, help="Fetch every enabled feed, due or not.")
 @WAIT_OPTION
@@ -150,7 +133,7 @@ def fetch(obj: Context, all_feeds: bool, wait: bool) -> None:
     Exits 1 when any feed failed (the others are still stored), 3 when another
     run is in progress.
     """
-    with _exclusive(obj, wait):
+    with run_lock(obj.store, wait):
         summary = _fetch(obj, all_feeds)
     sys.exit(1 if summary.failed else 0)
 
@@ -215,7 +198,7 @@ def run(obj: Context, once: bool, wait: bool) -> None:
     """
     if not once:
         fail("run needs --once (call it from cron)")
-    with _exclusive(obj, wait):
+    with run_lock(obj.store, wait):
         summary = _fetch(obj, all_feeds=False)
         pipeline = obj.pipeline()
         runs = pipeline.write_due_digests()
@@ -250,7 +233,7 @@ def recluster(obj: Context, since: str, wait: bool) -> None:
     """Rebuild the clusters of entries published since WHEN, e.g. after a threshold change."""
     start = when_option(since, "--since", utcnow())
     assert start is not None
-    with _exclusive(obj, wait):
+    with run_lock(obj.store, wait):
         freed, assigned = obj.pipeline().recluster(start)
     click.echo(f"{freed} entries taken out of their clusters, {assigned} clustered again")
 

@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from datetime import timedelta
+from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -199,9 +201,29 @@ class SmtpSettings(_Section):
     @field_validator("sender", "reply_to", "unsubscribe_mailto")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if value is not None and "@" not in parseaddr(value)[1]:
-            raise ValueError(f"{value!r} is not an email address (expected e.g. news@example.org)")
-        return value
+        """The address in the ASCII form SMTP and mail headers take (IDNA domain), name kept.
+
+        A non-ASCII address passed here before and then failed every send; now
+        its domain is converted once, and a non-ASCII local part is refused.
+        `localhost`, for a relay on this machine, is a reserved name that
+        email_validator refuses, so only its ASCII form is checked.
+        """
+        if value is None:
+            return None
+        name, address = parseaddr(value)
+        local, _, domain = address.rpartition("@")
+        try:
+            if domain.lower() != "localhost":
+                checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+                address = checked.ascii_email or checked.normalized
+            elif not local or not address.isascii():
+                raise EmailNotValidError("an address at localhost needs an ASCII name before the @")
+        except EmailNotValidError as exc:
+            raise ValueError(
+                f"{value!r} is not an email address SMTP can use: {exc} "
+                "(expected e.g. news@example.org)"
+            ) from None
+        return str(Address(display_name=name, addr_spec=address)) if name else address
 
     @property
     def retry_initial_delta(self) -> timedelta:

@@ -7,13 +7,33 @@ use them without importing the CLI that registers them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import NoReturn
 
 import click
 
 from aggregator.durations import parse_when
+from aggregator.store import Busy, Store
+
+# How long `--wait` waits for another run to finish.
+LOCK_WAIT_SECONDS = 6 * 3600.0
+
+WAIT_OPTION = click.option(
+    "--wait", is_flag=True, help="If another run is in progress, wait for it instead of exiting."
+)
+
+
+@contextmanager
+def run_lock(store: Store, wait: bool) -> Iterator[None]:
+    """One run per database (fetch, run, send); a second exits with a clear message (code 3)."""
+    try:
+        with store.exclusive("run", wait=LOCK_WAIT_SECONDS if wait else 0.0):
+            yield
+    except Busy as exc:
+        click.echo(f"busy: {exc}; not starting (use --wait to wait for it)", err=True)
+        sys.exit(3)
 
 
 def fail(message: str) -> NoReturn:

@@ -38,11 +38,16 @@ STORIES = [
 
 
 def settings(
-    tmp_path: Path, *, smtp_port: int = 25, base_url: str = "https://news.example.org", **smtp: Any
+    tmp_path: Path,
+    *,
+    smtp_port: int = 25,
+    base_url: str = "https://news.example.org",
+    database_url: str | None = None,
+    **smtp: Any,
 ) -> Settings:
     return Settings.model_validate(
         {
-            "database": {"url": f"sqlite:///{tmp_path / 'mail.db'}"},
+            "database": {"url": database_url or f"sqlite:///{tmp_path / 'mail.db'}"},
             "smtp": {
                 "host": "127.0.0.1",
                 "port": smtp_port,

@@ -9,10 +9,15 @@ connection, for the next attempts:
         smtp.script("slow@example.org", "451 4.7.1 greylisted", "drop")
         ... send to 127.0.0.1:smtp.port ...
         smtp.messages_to("anna@example.org")  # parsed EmailMessages
+
+Server-wide: `SmtpServer(password="x")` offers AUTH (any user, that password),
+`smtp.sender_answer = "553 ..."` refuses every MAIL FROM, and `delay` slows
+each DATA down (to make two senders overlap).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -24,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 DROP = "drop"
 
@@ -52,6 +58,15 @@ class _Handler:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(
+        self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.server.sender_answer is not None:
+            return self.server.sender_answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
@@ -65,6 +80,7 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.server.delay)
         with self.server.lock:
             self.server.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
@@ -80,15 +96,25 @@ def _free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, *, password: str | None = None, delay: float = 0.0) -> None:
         self.lock = threading.Lock()
+        self.delay = delay
+        self.sender_answer: str | None = None
         self.received: list[Received] = []
         # EHLO greetings seen: one per SMTP connection.
         self.sessions = 0
         self._scripts: dict[str, deque[str]] = {}
         self._always: dict[str, str] = {}
         self.port = _free_port()
-        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        auth: dict[str, Any] = {}
+        if password is not None:
+
+            def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+                ok = isinstance(data, LoginPassword) and data.password == password.encode()
+                return AuthResult(success=ok, handled=False)
+
+            auth = {"authenticator": check, "auth_require_tls": False}
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **auth)
 
     def __enter__(self) -> SmtpServer:
         self._controller.start()

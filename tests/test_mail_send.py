@@ -199,6 +199,19 @@ def test_config_refuses_a_from_without_an_address(tmp_path: Path) -> None:
         load(config)
 
 
+def test_an_international_sender_domain_is_sent_in_ascii(smtp: SmtpServer, tmp_path: Path) -> None:
+    world = World(tmp_path, smtp.port, **{"from": "Bücher <digest@bücher.example>"})
+    subscribe(world.store, "anna@example.org")
+    assert world.send().sent == 1
+    (received,) = smtp.received
+    assert received.sender == "digest@xn--bcher-kva.example"
+    assert received.parsed()["From"].addresses[0].display_name == "Bücher"
+    config = tmp_path / "bad.toml"
+    config.write_text('[smtp]\nfrom = "dïgest@example.org"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"smtp\.from: 'dïgest@example\.org' is not an email"):
+        load(config)
+
+
 def test_a_period_everybody_has_is_not_built_again(
     smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from aggregator.config import SmtpSettings
-from aggregator.mail.sender import Outcome, Sender
+from aggregator.mail.sender import Outcome, Sender, SmtpRefused
 
 
 class Inbox:
@@ -107,10 +107,11 @@ def test_starttls_and_login(starttls_server: tuple[int, Inbox]) -> None:
 
 def test_a_wrong_password_is_refused_without_sending(starttls_server: tuple[int, Inbox]) -> None:
     port, inbox = starttls_server
-    with Sender(settings(port, "starttls"), {"TEST_SMTP_PASSWORD": "falsch"}) as sender:
-        result = sender.send(message(), "leser@example.org")
-    assert result.outcome is not Outcome.SENT
-    assert "535" in result.answer
+    with (
+        Sender(settings(port, "starttls"), {"TEST_SMTP_PASSWORD": "falsch"}) as sender,
+        pytest.raises(SmtpRefused, match=r"refused the connection or login: 535"),
+    ):
+        sender.send(message(), "leser@example.org")
     assert inbox.messages == []
 
 
@@ -118,8 +119,11 @@ def test_plain_connection_to_a_starttls_only_server_is_not_sent(
     starttls_server: tuple[int, Inbox],
 ) -> None:
     port, inbox = starttls_server
-    with Sender(settings(port, "none", username=None, password_env=None), {}) as sender:
-        assert sender.send(message(), "leser@example.org").outcome is not Outcome.SENT
+    with (
+        Sender(settings(port, "none", username=None, password_env=None), {}) as sender,
+        pytest.raises(SmtpRefused, match=r"refused the sender digest@example.org: 530"),
+    ):
+        sender.send(message(), "leser@example.org")
     assert inbox.messages == []
 
 

@@ -2,13 +2,16 @@
 
 Terminal input and output only; the work is in `service` and `store.mail`.
 Exit codes follow the CLI's: 0 done, 1 some mail failed or waits for a
-retry, 2 bad input with a one-line ``error:`` message.
+retry, 2 bad input with a one-line ``error:`` message, 3 another run holds
+the lock.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from aggregator.mail.sender import SmtpConfigError
 from aggregator.mail.service import send_due, send_retries, write_previews
 from aggregator.pipeline import scheduled_period, utcnow
 from aggregator.store.mail import ACTIVE, FAILED, RETRY, SENT, Delivery, MailStore, Subscriber
-from aggregator.terminal import fail, table, when_option
+from aggregator.terminal import WAIT_OPTION, fail, run_lock, table, when_option
 from aggregator.web.commands import Runtime
 from aggregator.web.commands import register as register_web
 
@@ -40,6 +43,16 @@ def normalize_address(text: str) -> str:
         raise ValueError(f"{text!r} is not a valid email address: {exc}") from None
     address = checked.ascii_email or checked.normalized
     return address.lower()
+
+
+def display_name(text: str | None) -> str | None:
+    """A name for the To: header, on one line: control characters (CR, LF, tab) become spaces.
+
+    A line break in a header value could smuggle in headers of its own (Bcc:),
+    so a stored one would only make every message to this subscriber fail.
+    """
+    flat = "".join(" " if unicodedata.category(char) == "Cc" else char for char in text or "")
+    return " ".join(flat.split()) or None
 
 
 def _outlets(values: Sequence[str]) -> tuple[str, ...]:
@@ -67,7 +80,7 @@ def subscriber(
     return Subscriber(
         email=normalize_address(email),
         digest=digest,
-        name=(name or "").strip() or None,
+        name=display_name(name),
         outlets=_outlets(outlets),
         language=(language or "").strip().lower() or None,
         min_outlets=min_outlets,
@@ -174,7 +187,8 @@ def read_csv(settings: Settings, path: Path, default_digest: str | None) -> list
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read: {exc}") from None
-    reader = csv.DictReader(text.splitlines())
+    # The csv module splits the rows itself: a quoted cell may span lines.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [column.strip().lower() for column in reader.fieldnames or []]
     if "email" not in header:
         raise ValueError(f"{path}:1: no 'email' column (columns: {', '.join(CSV_COLUMNS)})")
@@ -233,8 +247,16 @@ def subscribers_import(obj: Runtime, file: Path, digest_name: str | None) -> Non
 
 @click.command("send")
 @click.argument("name")
-@click.option("--since", help="Start of the period: ISO date/time or relative (24h, 7d).")
-@click.option("--until", help="End of the period (default: now when --since is given).")
+@click.option(
+    "--since",
+    help="Start of the period: ISO date/time, or relative (24h, 7d): back from now with "
+    "--until, else back from the end of the latest scheduled period.",
+)
+@click.option(
+    "--until",
+    help="End of the period (default: the end of the digest's latest scheduled period, "
+    "so a re-run mails the same period, to nobody twice).",
+)
 @click.option("--dry-run", is_flag=True, help="Write the messages as .eml files, send nothing.")
 @click.option(
     "--out",
@@ -243,35 +265,48 @@ def subscribers_import(obj: Runtime, file: Path, digest_name: str | None) -> Non
     show_default=True,
     help="Folder for --dry-run's .eml files.",
 )
+@WAIT_OPTION
 @click.pass_obj
 def send(
-    obj: Runtime, name: str, since: str | None, until: str | None, dry_run: bool, out: Path
+    obj: Runtime,
+    name: str,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    out: Path,
+    wait: bool,
 ) -> None:
     """Mail the digest NAME to its subscribers; nobody gets the same period twice.
 
     Default period: the latest completed period of the digest's schedule (the
     one `run --once` sends). Retries of earlier periods that are due go too.
+    Exits 1 when a delivery failed or waits for a retry, 3 when another run
+    (`run --once`, `send`) is in progress.
     """
     digest = _digest(obj.settings, name)
     now = utcnow()
-    if since is None and until is None:
-        start, end = scheduled_period(digest, now)
-    else:
-        end = when_option(until, "--until", now) or now
-        start = when_option(since, "--since", now) or end - digest.period_delta
+    # Without --until the period ends where the digest's latest scheduled period
+    # ends, not at this second, and a relative --since counts back from there: a
+    # re-run, or `run --once`, then asks for the same period, which nobody gets twice.
+    anchor = scheduled_period(digest, now)[1] if until is None else now
+    end = when_option(until, "--until", now) or anchor
+    start = when_option(since, "--since", anchor) or end - digest.period_delta
     if start >= end:
-        fail(f"--since ({start:%Y-%m-%d %H:%M}Z) must be before --until ({end:%Y-%m-%d %H:%M}Z)")
+        limit = "--until" if until else "the end of the latest scheduled period (or give --until)"
+        fail(f"--since ({start:%Y-%m-%d %H:%M}Z) must be before {limit} ({end:%Y-%m-%d %H:%M}Z)")
     if dry_run:
         files = write_previews(obj.store, obj.settings, digest, start, end, now, out)
         for path in files:
             click.echo(str(path))
         click.echo(f"{len(files)} message{'s' if len(files) != 1 else ''} written, none sent")
         return
-    try:
-        summaries = [send_due(obj.store, obj.settings, digest, start, end, now)]
-        summaries += send_retries(obj.store, obj.settings, now, digest=name)
-    except SmtpConfigError as exc:
-        fail(str(exc))
+    with run_lock(obj.store, wait):
+        MailStore(obj.store).expire_claims(now)
+        try:
+            summaries = [send_due(obj.store, obj.settings, digest, start, end, now)]
+            summaries += send_retries(obj.store, obj.settings, now, digest=name)
+        except SmtpConfigError as exc:
+            fail(str(exc))
     for summary in summaries:
         click.echo(summary.line())
     sys.exit(0 if all(summary.ok for summary in summaries) else 1)

@@ -25,6 +25,21 @@ class SmtpConfigError(Exception):
     """SMTP settings that cannot work (e.g. the password variable is unset); one line."""
 
 
+class SmtpRefused(SmtpConfigError):
+    """The server refused us, not a recipient: a 5xx to connecting, EHLO, login or MAIL FROM.
+
+    Every message of the run would get the same answer (a wrong password, a
+    sender address the relay does not accept), so it ends the run like a
+    configuration error instead of counting against each subscriber.
+    """
+
+    def __init__(self, host: str, step: str, answer: str) -> None:
+        super().__init__(
+            f"SMTP server {host} refused {step}: {answer}; nothing more was sent, "
+            "the remaining deliveries stay queued"
+        )
+
+
 class Outcome(enum.Enum):
     SENT = "sent"
     # 4xx, or the connection failed: try again later.
@@ -38,7 +53,8 @@ class Result:
     outcome: Outcome
     # The server's answer ("250 2.0.0 Ok: queued as 4F2A") or the connection error.
     answer: str
-    # True when there was no usable connection (refused, dropped, timed out).
+    # True when no connection could be opened (refused, timed out, 4xx to the
+    # greeting or login); a connection lost during one message is that message's failure.
     connection: bool = False
 
 
@@ -142,27 +158,47 @@ class Sender:
             self._conn.close()
             self._conn = None
 
-    def send(self, message: EmailMessage, recipient: str) -> Result:
-        """Send one message to one recipient; never raises for what the server or network did."""
-        self.pacer.wait()
-        try:
-            if self._conn is None:
-                self._conn = self._connect()
-            return self._transaction(self._conn, message, recipient)
-        except smtplib.SMTPResponseException as exc:
-            # Refused while connecting or logging in (e.g. 421 busy, 535 bad password).
-            self._drop()
-            return _classify(exc.smtp_code, exc.smtp_error)
-        except (smtplib.SMTPException, OSError) as exc:
-            self._drop()
-            host = f"{self.settings.host}:{self.settings.port}"
-            reason = str(exc) or type(exc).__name__
-            return Result(Outcome.TEMPORARY, f"connection to {host} failed: {reason}", True)
+    @property
+    def host(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
 
-    def _transaction(self, conn: smtplib.SMTP, message: EmailMessage, recipient: str) -> Result:
+    def _lost(self, exc: BaseException, what: str, connection: bool) -> Result:
+        self._drop()
+        reason = str(exc) or type(exc).__name__
+        return Result(Outcome.TEMPORARY, f"connection to {self.host} {what}: {reason}", connection)
+
+    def send(self, message: EmailMessage, recipient: str) -> Result:
+        """Send one message to one recipient; never raises for what the server or network did.
+
+        Except a refusal of the sender itself (SmtpRefused). A message that cannot
+        be rendered raises ValueError before anything is sent.
+        """
         data = message.as_bytes()  # composed with CRLF line ends (compose.MAIL_POLICY)
+        self.pacer.wait()
+        if self._conn is None:
+            try:
+                self._conn = self._connect()
+            except smtplib.SMTPResponseException as exc:
+                # Refused while connecting or logging in (e.g. 421 busy, 535 bad password).
+                result = _classify(exc.smtp_code, exc.smtp_error)
+                if result.outcome is Outcome.PERMANENT:
+                    raise SmtpRefused(self.host, "the connection or login", result.answer) from None
+                return Result(result.outcome, result.answer, connection=True)
+            except (smtplib.SMTPException, OSError) as exc:
+                return self._lost(exc, "failed", connection=True)
+        try:
+            return self._transaction(self._conn, data, recipient)
+        except (smtplib.SMTPException, OSError) as exc:
+            # Dropped in the middle of this message: it goes again later; the
+            # next message opens a new connection.
+            return self._lost(exc, "lost during the message", connection=False)
+
+    def _transaction(self, conn: smtplib.SMTP, data: bytes, recipient: str) -> Result:
         answer: bytes | str
         code, answer = conn.mail(self.envelope_from)
+        if 500 <= code < 600:
+            self._reset(conn, code)
+            raise SmtpRefused(self.host, f"the sender {self.envelope_from}", _answer(code, answer))
         if code == 250:
             code, answer = conn.rcpt(recipient)
         if code in (250, 251):

@@ -2,14 +2,16 @@
 
 1. `plan`: one transaction creates a `deliveries` row (queued) for every
    active subscriber who has none for this period. That is the decision.
-2. Each queued row is sent over one SMTP connection and then marked sent (or
+2. Each queued row is claimed (`MailStore.claim`, so two processes never
+   send the same row), sent over one SMTP connection and then marked sent (or
    retry/failed) in its own short transaction.
 
 A crash before step 1 commits decides nothing; a crash in step 2 leaves the
-rows not yet marked queued, so the next call sends exactly those. The one
-window for a repeat is between the server's final 250 and the commit that
-marks the row sent (a few milliseconds); the message then goes again with the
-same Message-ID, which lets receiving systems drop it.
+rows not yet sent queued, so the next call sends exactly those, and the one
+row claimed at the crash once its claim has expired. The one window for a
+repeat is between the server's final 250 and the commit that marks the row
+sent (a few milliseconds); the message then goes again with the same
+Message-ID, which lets receiving systems drop it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +30,7 @@ from aggregator.deliver import write_file
 from aggregator.digest import build_digest
 from aggregator.mail import tokens
 from aggregator.mail.compose import Mailing, compose, message_id, sender_domain, story_count
-from aggregator.mail.sender import Outcome, Sender
+from aggregator.mail.sender import Outcome, Sender, SmtpRefused
 from aggregator.store import Store
 from aggregator.store.mail import ACTIVE, Delivery, MailStore, Subscriber
 
@@ -104,6 +107,15 @@ class _Run:
         self.secret = tokens.load_secret(settings.smtp, mail)
         self.connection_failures = 0
         self.last_error = ""
+        self._started = time.monotonic()
+
+    def _clock(self) -> datetime:
+        """`now` plus the time this run has taken so far.
+
+        Claims made hours into a long paced run then expire CLAIM_TIMEOUT after
+        they were made, not after the run began.
+        """
+        return self.now + timedelta(seconds=time.monotonic() - self._started)
 
     def deliver(
         self,
@@ -112,6 +124,9 @@ class _Run:
         summary: SendSummary,
     ) -> None:
         for delivery, subscriber in items:
+            if not self.mail.claim(delivery, self._clock()):
+                summary.already += 1  # another process is sending it or has sent it
+                continue
             if subscriber is None or subscriber.status != ACTIVE:
                 state = "removed" if subscriber is None else subscriber.status
                 self.mail.cancel(delivery, f"subscriber {state} before sending", self.now)
@@ -120,9 +135,21 @@ class _Run:
             if self.connection_failures >= CONNECTION_FAILURES_BEFORE_DEFER:
                 self._temporary(delivery, self.last_error, summary)
                 continue
-            token = tokens.sign(self.secret, subscriber)
-            message = compose(mailing, subscriber, msgid=delivery.message_id, token=token)
-            result = self.sender.send(message, delivery.recipient)
+            try:
+                token = tokens.sign(self.secret, subscriber)
+                message = compose(mailing, subscriber, msgid=delivery.message_id, token=token)
+                result = self.sender.send(message, delivery.recipient)
+            except ValueError as exc:  # UnicodeError included
+                # This row's data cannot make a message (e.g. a control character
+                # in a stored name): it fails alone, not the subscriber's address.
+                reason = f"cannot compose the message: {exc}"
+                log.warning("mail to %s failed: %s", delivery.recipient, reason)
+                self.mail.mark_failed(delivery, reason, self.now, pause_after=None)
+                summary.failed += 1
+                continue
+            except SmtpRefused as exc:
+                self.mail.release(delivery, str(exc), self.now)
+                raise
             if result.outcome is Outcome.SENT:
                 reset = subscriber.consecutive_failures > 0
                 self.mail.mark_sent(delivery, result.answer, self.now, reset=reset)

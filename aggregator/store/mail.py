@@ -2,9 +2,10 @@
 
 A delivery row exists for every (digest period, recipient) that was decided
 on, created before anything is sent and in the same transaction as that
-decision. Its status moves queued -> sent, or to retry/failed; a row marked
-sent is never picked again, which is what makes sending a period twice mail
-nobody twice.
+decision. Its status moves queued -> sending (claimed by one process) ->
+sent, or to retry/failed; a row marked sent is never picked again, and only the
+process whose claim succeeded sends a row, which is what makes sending a period
+twice, or from two processes at once, mail nobody twice.
 """
 
 from __future__ import annotations
@@ -13,9 +14,20 @@ import secrets as random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, RowMapping, and_, delete, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    RowMapping,
+    and_,
+    delete,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from aggregator.store import Store
@@ -26,11 +38,19 @@ PAUSED = "paused"
 UNSUBSCRIBED = "unsubscribed"
 
 QUEUED = "queued"
+# Claimed by a process that is sending it now; `next_attempt_at` is when the claim expires.
+SENDING = "sending"
 SENT = "sent"
 RETRY = "retry"
 FAILED = "failed"
 SKIPPED = "skipped"
 CANCELLED = "cancelled"
+
+# How long a claim holds before the row counts as abandoned (its sender was killed
+# between claiming and recording the outcome) and is sent again. Far longer than
+# one message takes (a pacing gap plus a few SMTP timeouts), so a live sender never
+# loses its claim to another process.
+CLAIM_TIMEOUT = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,34 @@ def _filters(subscriber: Subscriber) -> dict[str, object]:
         "min_outlets": subscriber.min_outlets,
         "max_stories": subscriber.max_stories,
     }
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Deliveries to attempt at `now`: queued, retries whose time has come, expired claims."""
+    return or_(
+        deliveries.c.status == QUEUED,
+        and_(deliveries.c.status.in_((RETRY, SENDING)), deliveries.c.next_attempt_at <= now),
+    )
+
+
+def _insert_new(conn: Connection) -> Insert:
+    """INSERT of delivery rows that leaves out any a concurrent `plan` already made.
+
+    The unique (period, recipient) key would otherwise fail the whole decision on
+    PostgreSQL, where two transactions do not see each other's new rows.
+    """
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    key = [
+        deliveries.c.digest,
+        deliveries.c.period_start,
+        deliveries.c.period_end,
+        deliveries.c.recipient,
+    ]
+    return (
+        insert(deliveries)
+        .on_conflict_do_nothing(index_elements=key)
+        .returning(deliveries.c.recipient)
+    )
 
 
 class MailStore:
@@ -275,12 +323,16 @@ class MailStore:
                         "updated_at": now,
                     }
                 )
-                if send:
+            inserted: set[str] = set()
+            if rows:
+                inserted = set(conn.execute(_insert_new(conn), rows).scalars())
+            for new in rows:
+                if new["recipient"] not in inserted:
+                    result.existing += 1  # another process planned it since the read above
+                elif new["status"] == QUEUED:
                     result.queued += 1
                 else:
                     result.skipped += 1
-            if rows:
-                conn.execute(deliveries.insert(), rows)
         return result
 
     def pending(
@@ -292,17 +344,11 @@ class MailStore:
         """Deliveries to attempt now (queued, and retries whose time has come), in order.
 
         Each comes with its subscriber as they are now (None if removed), so a
-        subscriber who left after the decision is not mailed.
+        subscriber who left after the decision is not mailed. Rows are only
+        read here: send one only after `claim` returned True for it.
         """
         query = (
-            select(deliveries)
-            .where(
-                or_(
-                    deliveries.c.status == QUEUED,
-                    and_(deliveries.c.status == RETRY, deliveries.c.next_attempt_at <= now),
-                )
-            )
-            .order_by(deliveries.c.period_end, deliveries.c.id)
+            select(deliveries).where(_due(now)).order_by(deliveries.c.period_end, deliveries.c.id)
         )
         if digest is not None:
             query = query.where(deliveries.c.digest == digest)
@@ -331,6 +377,55 @@ class MailStore:
             query = query.where(deliveries.c.digest == digest)
         with self._tx() as conn:
             return [_delivery(row) for row in conn.execute(query).mappings()]
+
+    def claim(self, delivery: Delivery, now: datetime) -> bool:
+        """Take a due delivery for sending; False if another process has taken or finished it.
+
+        The claim is an UPDATE of the row only while it is still due, so of two
+        processes that read the same row exactly one wins. A claim expires after
+        CLAIM_TIMEOUT: a sender killed between claim and record leaves the row to
+        be sent again then. That is at-least-once on purpose: for a digest, a lost
+        issue is worse than a rare second copy, and the copy carries the same
+        Message-ID, so receiving systems can drop it. (At-most-once would fail
+        every row claimed at a crash, though nearly all of them were never sent:
+        the crash window of an actual repeat is the moment between the server's
+        250 and the commit that records it.)
+        """
+        with self._tx() as conn:
+            claimed = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery.id, _due(now))
+                .values(status=SENDING, next_attempt_at=now + CLAIM_TIMEOUT, updated_at=now)
+            )
+            return claimed.rowcount == 1
+
+    def expire_claims(self, now: datetime) -> int:
+        """Make every claim due now; return how many there were.
+
+        Only for a caller holding the run lock that every sender takes: no other
+        sender is running then, so each claim was left by a killed process, and
+        waiting CLAIM_TIMEOUT for it would only delay that subscriber's mail.
+        """
+        with self._tx() as conn:
+            return conn.execute(
+                update(deliveries)
+                .where(deliveries.c.status == SENDING)
+                .values(next_attempt_at=now, updated_at=now)
+            ).rowcount
+
+    def release(self, delivery: Delivery, reason: str, now: datetime) -> None:
+        """Give a claimed delivery back as it was, untried (the run stopped before sending it)."""
+        with self._tx() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery.id)
+                .values(
+                    status=delivery.status,
+                    next_attempt_at=delivery.next_attempt_at,
+                    detail=reason,
+                    updated_at=now,
+                )
+            )
 
     def _finish(
         self, conn: Connection, delivery: Delivery, now: datetime, **values: object

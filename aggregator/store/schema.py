@@ -191,8 +191,9 @@ deliveries = Table(
     Column("recipient", String(320), nullable=False),
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
     Column("message_id", Text, nullable=False),
-    # "queued", "sent", "retry" (temporary failure), "failed" (permanent),
-    # "skipped" (nothing matched the subscriber's filters).
+    # "queued", "sending" (claimed by a sender until next_attempt_at), "sent",
+    # "retry" (temporary failure), "failed" (permanent), "skipped" (nothing
+    # matched the subscriber's filters).
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime),
