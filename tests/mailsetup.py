@@ -37,6 +37,17 @@ STORIES = [
 ]
 
 
+def loopback_smtp(port: int, sender: str = "digest@example.org") -> dict[str, Any]:
+    """The `[smtp]` section for a test server on 127.0.0.1: no TLS, no pacing."""
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "from": sender,
+        "rate_per_minute": 100000,
+    }
+
+
 def settings(
     tmp_path: Path,
     *,
@@ -49,12 +60,8 @@ def settings(
         {
             "database": {"url": database_url or f"sqlite:///{tmp_path / 'mail.db'}"},
             "smtp": {
-                "host": "127.0.0.1",
-                "port": smtp_port,
-                "security": "none",
-                "from": "Nachrichten-Überblick <digest@example.org>",
+                **loopback_smtp(smtp_port, "Nachrichten-Überblick <digest@example.org>"),
                 "reply_to": "redaktion@example.org",
-                "rate_per_minute": 100000,
                 "secret_env": "AGGREGATOR_TEST_SECRET_UNSET",
                 **smtp,
             },

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 from configfile import write_config
 from feedserver import FeedServer
+from mailsetup import loopback_smtp
 from smtpserver import SmtpServer
 
 from aggregator.cli import main
@@ -366,13 +367,7 @@ def test_a_gone_feed_is_disabled_and_can_be_re_armed(
 def test_run_once_mails_subscribers_once_per_period(sample_site: Path, tmp_path: Path) -> None:
     settings = tomllib.loads(sample_site.read_text(encoding="utf-8"))
     with SmtpServer() as smtp:
-        settings["smtp"] = {
-            "host": "127.0.0.1",
-            "port": smtp.port,
-            "security": "none",
-            "from": "Nachrichten <digest@example.org>",
-            "rate_per_minute": 100000,
-        }
+        settings["smtp"] = loopback_smtp(smtp.port, "Nachrichten <digest@example.org>")
         settings["web"] = {"base_url": "https://digest.example.org"}
         config = write_config(tmp_path / "mail.toml", settings)
         for address in ("anna@example.org", "Bernd@Example.org"):

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner, Result
 from configfile import write_config
-from mailsetup import START, fill
+from mailsetup import START, fill, loopback_smtp
 from smtpserver import SmtpServer
 
 from aggregator.cli import main
@@ -36,13 +36,7 @@ def config(tmp_path: Path, smtp: SmtpServer) -> Path:
         tmp_path / "mail.toml",
         {
             "database": {"url": "sqlite:///mail.db"},
-            "smtp": {
-                "host": "127.0.0.1",
-                "port": smtp.port,
-                "security": "none",
-                "from": "Nachrichten <digest@example.org>",
-                "rate_per_minute": 100000,
-            },
+            "smtp": loopback_smtp(smtp.port, "Nachrichten <digest@example.org>"),
             "web": {"base_url": "https://news.example.org"},
             "digests": [{"name": "daily", "schedule": "0 6 * * *", "timezone": "Europe/Berlin"}],
         },

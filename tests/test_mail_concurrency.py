@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from configfile import write_config
-from mailsetup import END, NOW, START, fill, settings, subscribe
+from mailsetup import END, NOW, START, fill, loopback_smtp, settings, subscribe
 from smtpserver import SmtpServer
 
 from aggregator.config import Settings
@@ -47,13 +47,7 @@ def test_a_second_send_command_waits_for_the_lock(tmp_path: Path, database_url: 
             tmp_path / "mail.toml",
             {
                 "database": {"url": database_url},
-                "smtp": {
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "security": "none",
-                    "from": "digest@example.org",
-                    "rate_per_minute": 100000,
-                },
+                "smtp": loopback_smtp(smtp.port),
                 "digests": [{"name": "daily", "timezone": "Europe/Berlin"}],
             },
         )

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from configfile import write_config
-from mailsetup import START, fill, subscribe
+from mailsetup import START, fill, loopback_smtp, subscribe
 from smtpserver import SmtpServer
 
 from aggregator.store import Store
@@ -41,13 +41,7 @@ def test_killed_sender_resumes_and_mails_everyone_once(tmp_path: Path) -> None:
             tmp_path / "crash.toml",
             {
                 "database": {"url": f"sqlite:///{database}"},
-                "smtp": {
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "security": "none",
-                    "from": "digest@example.org",
-                    "rate_per_minute": 100000,
-                },
+                "smtp": loopback_smtp(smtp.port),
                 "digests": [{"name": "daily", "timezone": "Europe/Berlin"}],
             },
         )

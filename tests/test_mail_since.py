@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from configfile import write_config
-from mailsetup import fill
+from mailsetup import fill, loopback_smtp
 from smtpserver import SmtpServer
 
 from aggregator.cli import main
@@ -25,13 +25,7 @@ def test_a_relative_since_rerun_mails_nobody_twice(tmp_path: Path) -> None:
             tmp_path / "mail.toml",
             {
                 "database": {"url": f"sqlite:///{tmp_path / 'mail.db'}"},
-                "smtp": {
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "security": "none",
-                    "from": "digest@example.org",
-                    "rate_per_minute": 100000,
-                },
+                "smtp": loopback_smtp(smtp.port),
                 "digests": [{"name": "daily", "schedule": "0 6 * * *", "period": "24h"}],
             },
         )

@@ -33,6 +33,17 @@ def wait_for(process: subprocess.Popen[str], condition: object, timeout: float =
     raise AssertionError(f"{why}; serve printed:\n{output}")
 
 
+def start_serve(config: Path, folder: Path, *options: str) -> subprocess.Popen[str]:
+    """`run.py serve` in its own process, its output (both streams) to read."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "--config", str(config), "serve", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=folder,
+    )
+
+
 def test_serve_fetches_writes_digests_and_stops_on_sigterm(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
@@ -61,13 +72,7 @@ def test_serve_fetches_writes_digests_and_stops_on_sigterm(
             ],
         },
     )
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "--config", str(config), "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
+    process = start_serve(config, tmp_path)
     try:
         wait_for(
             process,
@@ -105,13 +110,7 @@ def test_serve_with_web_answers_http_and_stops_with_it(tmp_path: Path) -> None:
             "web": {"host": "127.0.0.1", "port": port},
         },
     )
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "--config", str(config), "serve", "--web"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
+    process = start_serve(config, tmp_path, "--web")
 
     def status() -> int | None:
         try:
@@ -151,13 +150,7 @@ def test_sigterm_lets_the_feed_in_flight_finish_and_be_stored(
             "outlets": [{"name": "slow", "language": "de", "feeds": [url]}],
         },
     )
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "--config", str(config), "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
+    process = start_serve(config, tmp_path)
     try:
         wait_for(process, lambda: feed_server.hits("/slow.xml") == 1)
         process.send_signal(signal.SIGTERM)
