@@ -446,17 +446,23 @@ class Pipeline:
     def send_mail(self, names: list[str] | None = None) -> list[SendSummary]:
         """Mail each digest's latest written period to its subscribers, then due retries.
 
-        Asking for every written period, not only the ones this run wrote, is
-        what makes a crash between writing the files and mailing harmless: the
-        delivery rows decide who still gets the period, so nobody gets it twice.
+        Asking for the latest written period, not only the ones this run wrote,
+        and for any earlier one written but never mailed (for as long as a retry
+        would still be sent), is what makes a crash between writing the files
+        and mailing harmless, also when the next run falls in the next period:
+        the delivery rows decide who still gets a period, so nobody gets it twice.
         """
         now = self.clock()
         summaries = []
+        look_back = now - self.settings.smtp.retry_max_age_delta
         for digest in self.settings.digests:
             if names is not None and digest.name not in names:
                 continue
-            start, end = scheduled_period(digest, now)
-            if self.store.digest_written(digest.name, start, end):
+            latest = scheduled_period(digest, now)
+            periods = self.store.unmailed_periods(digest.name, look_back)
+            if latest not in periods and self.store.digest_written(digest.name, *latest):
+                periods.append(latest)
+            for start, end in periods:
                 summaries.append(send_due(self.store, self.settings, digest, start, end, now))
         return [
             s for s in summaries + self.retry_mail() if s.queued or s.sent or s.retry or s.failed

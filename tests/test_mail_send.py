@@ -17,6 +17,7 @@ from aggregator.config import ConfigError, Settings, load
 from aggregator.mail import service
 from aggregator.mail.sender import Sender, SmtpConfigError
 from aggregator.mail.service import send_due, send_retries
+from aggregator.pipeline import Pipeline
 from aggregator.store import Store
 from aggregator.store.mail import CANCELLED, FAILED, PAUSED, RETRY, SENT, SKIPPED, MailStore
 
@@ -228,3 +229,32 @@ def test_a_period_everybody_has_is_not_built_again(
     subscribe(world.store, "late@example.org")
     assert world.send(now=NOW + timedelta(hours=2)).sent == 1
     assert len(built) == 1
+
+
+def test_a_period_written_but_never_mailed_is_mailed_by_the_next_run(
+    smtp: SmtpServer, tmp_path: Path
+) -> None:
+    """Killed between writing a period's files and mailing it, with the next run a day later."""
+    world = World(tmp_path, smtp.port)
+    subscribe(world.store, "anna@example.org", "ben@example.org")
+    clock = [NOW]
+    pipeline = Pipeline(world.settings, world.store, clock=lambda: clock[0])
+    assert [run.end for run in pipeline.write_due_digests()] == [END]  # then the kill
+    clock[0] = NOW + timedelta(days=1)
+    fill(world.store, START + timedelta(days=1))
+    assert [run.end for run in pipeline.write_due_digests()] == [END + timedelta(days=1)]
+    pipeline.send_mail()
+    periods = sorted((d.recipient, d.period_end) for d in world.mail.deliveries())
+    assert periods == [
+        (person, end)
+        for person in ("anna@example.org", "ben@example.org")
+        for end in (END, END + timedelta(days=1))
+    ]
+    assert len(smtp.received) == 4
+    # Decided on now: somebody joining later gets neither period again from these runs.
+    subscribe(world.store, "late@example.org")
+    pipeline.send_mail()
+    assert "late@example.org" in smtp.recipients()
+    assert [d.period_end for d in world.mail.deliveries() if d.recipient == "late@example.org"] == [
+        END + timedelta(days=1)
+    ]

@@ -10,12 +10,12 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, event, inspect, select, text
+from sqlalchemy import delete, event, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from aggregator.models import Entry, Feed, Match, Outlet
 from aggregator.store import Busy, Fetched, SaveResult, Store
-from aggregator.store.schema import MIGRATIONS, clusters, schema_migrations
+from aggregator.store.schema import MIGRATIONS, clusters, digests, schema_migrations
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 
@@ -75,12 +75,24 @@ def test_the_upgrade_drops_the_cluster_index_the_covering_one_replaced(database_
     # A database left at version 4 still has the single-column index.
     with store.engine.begin() as conn:
         conn.execute(text("CREATE INDEX ix_entries_cluster_id ON entries (cluster_id)"))
-        conn.execute(delete(schema_migrations).where(schema_migrations.c.version == 5))
+        conn.execute(delete(schema_migrations).where(schema_migrations.c.version >= 5))
     assert Store(database_url).schema_version == len(MIGRATIONS)
     with store.engine.connect() as conn:
         names = {index["name"] for index in inspect(conn).get_indexes("entries")}
     assert "ix_entries_cluster_id" not in names
     assert "ix_entries_cluster_published" in names
+
+
+def test_the_upgrade_counts_periods_written_before_it_as_mailed(database_url: str) -> None:
+    """Else the first run after the upgrade would mail every recent period again."""
+    store = Store(database_url)
+    store.record_digest("daily", NOW - timedelta(days=1), NOW, [], 3, NOW)
+    with store.engine.begin() as conn:  # as a database at version 5 has it
+        conn.execute(update(digests).values(mail_planned_at=None))
+        conn.execute(delete(schema_migrations).where(schema_migrations.c.version >= 6))
+    assert store.unmailed_periods("daily", NOW - timedelta(days=7)) != []
+    upgraded = Store(database_url)
+    assert upgraded.unmailed_periods("daily", NOW - timedelta(days=7)) == []
 
 
 def test_waiting_entries_are_found_by_index_without_the_single_column_one(tmp_path: Path) -> None:

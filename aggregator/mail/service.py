@@ -220,6 +220,9 @@ def send_due(
     summary = SendSummary(
         digest.name, start, end, queued=plan.queued, skipped=plan.skipped, already=plan.existing
     )
+    # Decided on: a run killed after writing the period's files and before this
+    # point leaves it unmarked, and a later run mails it (`Pipeline.send_mail`).
+    store.mark_mail_planned(digest.name, start, end, now)
     pending = mail.pending(now, digest.name, (start, end))
     if pending:
         with Sender(settings.smtp, environ) as sender:

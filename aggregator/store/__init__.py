@@ -721,6 +721,34 @@ class Store:
         with self._tx() as conn:
             return conn.execute(query).first() is not None
 
+    def unmailed_periods(self, name: str, ended_since: datetime) -> list[tuple[datetime, datetime]]:
+        """Periods of `name` written but never mailed, ended since `ended_since`, oldest first."""
+        query = (
+            select(digests.c.period_start, digests.c.period_end)
+            .where(
+                digests.c.name == name,
+                digests.c.mail_planned_at.is_(None),
+                digests.c.period_end >= ended_since,
+            )
+            .order_by(digests.c.period_end)
+        )
+        with self._tx() as conn:
+            return [(row.period_start, row.period_end) for row in conn.execute(query)]
+
+    def mark_mail_planned(self, name: str, start: datetime, end: datetime, now: datetime) -> None:
+        """Record that a written period's subscribers were decided on (see `unmailed_periods`)."""
+        with self._tx() as conn:
+            conn.execute(
+                update(digests)
+                .where(
+                    digests.c.name == name,
+                    digests.c.period_start == start,
+                    digests.c.period_end == end,
+                    digests.c.mail_planned_at.is_(None),
+                )
+                .values(mail_planned_at=now)
+            )
+
     def record_digest(
         self,
         name: str,

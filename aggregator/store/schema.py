@@ -33,6 +33,7 @@ from sqlalchemy import (
     UniqueConstraint,
     inspect,
     text,
+    update,
 )
 
 
@@ -153,6 +154,9 @@ digests = Table(
     Column("clusters", Integer, nullable=False),
     # Newline-separated paths of the files written for this period.
     Column("files", Text, nullable=False),
+    # When its subscribers were decided on (`send_due`); NULL: written, not yet
+    # mailed, e.g. killed in between. Such a period is mailed by a later run.
+    Column("mail_planned_at", UTCDateTime),
     UniqueConstraint("name", "period_start", "period_end", name="uq_digests_period"),
 )
 
@@ -347,6 +351,16 @@ def _drop_cluster_id_index_v5(conn: Connection) -> None:
     conn.execute(text("DROP INDEX IF EXISTS ix_entries_cluster_id"))
 
 
+def _digests_mail_planned_v6(conn: Connection) -> None:
+    _add_column(conn, digests, "mail_planned_at")
+    # Periods written before this version were mailed as they were written.
+    conn.execute(
+        update(digests)
+        .where(digests.c.mail_planned_at.is_(None))
+        .values(mail_planned_at=digests.c.created_at)
+    )
+
+
 # Version n is MIGRATIONS[n - 1].
 MIGRATIONS: list[Migration] = [
     _create_v1,
@@ -354,6 +368,7 @@ MIGRATIONS: list[Migration] = [
     _feeds_failing_since_v3,
     _create_dashboard_v4,
     _drop_cluster_id_index_v5,
+    _digests_mail_planned_v6,
 ]
 
 
