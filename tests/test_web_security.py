@@ -119,6 +119,35 @@ def test_changing_the_password_ends_every_session(tmp_path: Path, database_url: 
     assert browser.get("/", follow_redirects=False).status_code == 200
 
 
+def _users(tmp_path: Path, database_url: str, *args: str) -> str:
+    cli = click.Group()
+    accounts.register(cli)
+    context = Context(settings(tmp_path, database_url))
+    try:
+        return CliRunner().invoke(cli, ["users", *args], obj=context).output
+    finally:
+        context.close()
+
+
+def test_revoking_tokens_and_removing_an_editor_take_effect_at_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    app, _, _ = app_for(tmp_path, database_url)
+    browser = TestClient(app, base_url="http://127.0.0.1")
+    assert log_in(browser) == 303
+    tokens_given = [_users(tmp_path, database_url, "token", "anna").strip() for _ in range(2)]
+    script = TestClient(app, base_url="http://127.0.0.1")
+    bearer = {"Authorization": f"Bearer {tokens_given[0]}"}
+    assert script.get("/api/outlets", headers=bearer).status_code == 200
+    assert _users(tmp_path, database_url, "revoke", "anna") == "revoked 2 tokens of anna\n"
+    assert script.get("/api/outlets", headers=bearer).status_code == 401
+    assert browser.get("/", follow_redirects=False).status_code == 200  # logins stay
+    assert _users(tmp_path, database_url, "remove", "anna") == "removed anna\n"
+    assert browser.get("/", follow_redirects=False).status_code == 303
+    assert log_in(browser) != 303
+    assert "no user 'anna'" in _users(tmp_path, database_url, "remove", "anna")
+
+
 # -- malformed input ----------------------------------------------------------
 
 

@@ -401,6 +401,28 @@ class DashboardStore:
             )
         return True
 
+    def revoke_tokens(self, name: str) -> int | None:
+        """Delete every API token of the user; how many, or None if there is no such user."""
+        with self._tx() as conn:
+            user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
+            if user_id is None:
+                return None
+            deleted: int = conn.execute(
+                api_tokens.delete().where(api_tokens.c.user_id == user_id)
+            ).rowcount
+        return deleted
+
+    def remove_user(self, name: str) -> bool:
+        """Delete the user and their API tokens; their sessions end at the next request."""
+        with self._tx() as conn:
+            user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
+            if user_id is None:
+                return False
+            # Explicitly, not by the foreign key's cascade: SQLite enforces it per connection.
+            conn.execute(api_tokens.delete().where(api_tokens.c.user_id == user_id))
+            conn.execute(users.delete().where(users.c.id == user_id))
+        return True
+
     def token_user(self, token_hash: str) -> str | None:
         query = (
             select(users.c.name)

@@ -63,5 +63,26 @@ def users_token(obj: Runtime, name: str) -> None:
     click.echo(token)
 
 
+@users.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def users_revoke(obj: Runtime, name: str) -> None:
+    """Delete every API token of NAME (scripts using them get 401 from now on)."""
+    revoked = DashboardStore(obj.store).revoke_tokens(name)
+    if revoked is None:
+        fail(f"no user {name!r}")
+    click.echo(f"revoked {revoked} token{'' if revoked == 1 else 's'} of {name}")
+
+
+@users.command("remove")
+@click.argument("name")
+@click.pass_obj
+def users_remove(obj: Runtime, name: str) -> None:
+    """Remove the editor NAME: no more logins, API tokens deleted, open sessions end."""
+    if not DashboardStore(obj.store).remove_user(name):
+        fail(f"no user {name!r}")
+    click.echo(f"removed {name}")
+
+
 def register(main: click.Group) -> None:
     main.add_command(users)
