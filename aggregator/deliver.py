@@ -7,9 +7,11 @@ and a crash half-way leaves the previous one in place.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -22,6 +24,8 @@ from aggregator.models import Digest
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Digest files are meant to be published; mkstemp's private 0600 would hide them.
 FILE_MODE = 0o644
+# A temporary file this much older than now was left by a writer that was killed.
+LEFTOVER_SECONDS = 3600
 
 
 def _stamp(moment: datetime) -> str:
@@ -64,6 +68,7 @@ def write_file(path: Path, text: str) -> None:
     one file system), is flushed to disk, then renamed over the target.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(path)
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
@@ -79,6 +84,18 @@ def write_file(path: Path, text: str) -> None:
             os.unlink(temporary)
         raise
     _fsync_folder(path.parent)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete the temporary files of `path` that a killed writer left (hidden, never renamed).
+
+    Only old ones: a file of another writer still at work is young.
+    """
+    cutoff = time.time() - LEFTOVER_SECONDS
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with suppress(FileNotFoundError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
 
 
 def write_digest(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -53,6 +54,24 @@ def test_write_file_creates_folders_and_leaves_no_temporary_files(tmp_path: Path
     assert target.read_text(encoding="utf-8") == "# Zweite Fassung\n"
     assert os.listdir(target.parent) == ["digest.md"]
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_write_file_removes_what_a_killed_writer_left_but_not_a_writer_at_work(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "daily.md"
+    stale = tmp_path / ".daily.md.k1ll3d.tmp"
+    working = tmp_path / ".daily.md.w0rk1n.tmp"
+    other = tmp_path / ".weekly.md.k1ll3d.tmp"
+    for leftover in (stale, working, other):
+        leftover.write_text("half a digest")
+    two_hours_ago = time.time() - 7200
+    for old in (stale, other):
+        os.utime(old, (two_hours_ago, two_hours_ago))
+    write_file(target, "# Übersicht\n")
+    assert not stale.exists()
+    assert working.exists() and other.exists()  # young, or another file's
+    assert target.read_text(encoding="utf-8") == "# Übersicht\n"
 
 
 def test_write_file_keeps_newlines_as_given(tmp_path: Path) -> None:
