@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Entries read, clustered and committed together.
 CLUSTER_BATCH = 2000
+# Seconds a process waits for another to finish syncing the configuration.
+CONFIG_WAIT = 120.0
 # Below this many feeds, starting parser processes costs more than it saves.
 PARSE_POOL_MIN_FEEDS = 16
 # Parsed feeds waiting for the store at most (about 3 MB at 50 entries each).
@@ -281,17 +283,23 @@ class Pipeline:
         self.primed = 0
 
     def sync_config(self) -> None:
-        """Make sure every feed of the configuration is in the database."""
-        self.store.sync_feeds(
-            [
-                (self.settings.feed_url(url), Outlet(o.name, o.language, o.home_url))
-                for o in self.settings.outlets
-                for url in o.feeds
-            ],
-            source="config",
-            interval_seconds=int(self.settings.fetch.interval_delta.total_seconds()),
-            now=self.clock(),
-        )
+        """Make sure every feed of the configuration is in the database.
+
+        Under a lock of its own: every command syncs on start (`serve` beside a
+        cron run, `status` beside `digest`), and two inserting the same new
+        outlet at once would fail on its unique name.
+        """
+        with self.store.exclusive("config", wait=CONFIG_WAIT):
+            self.store.sync_feeds(
+                [
+                    (self.settings.feed_url(url), Outlet(o.name, o.language, o.home_url))
+                    for o in self.settings.outlets
+                    for url in o.feeds
+                ],
+                source="config",
+                interval_seconds=int(self.settings.fetch.interval_delta.total_seconds()),
+                now=self.clock(),
+            )
 
     # -- fetch, parse, store ------------------------------------------------
 

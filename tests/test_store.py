@@ -274,3 +274,43 @@ def test_sync_feeds_costs_a_handful_of_statements_for_thousands_of_feeds(store: 
     assert len(feeds) == 2000
     assert sum(1 for f in feeds if f.outlet == "merged") == 100
     assert store.outlet_languages()["merged"] == "en"
+
+
+SYNC = """
+import sys
+from aggregator.config import Settings
+from aggregator.pipeline import Pipeline
+from aggregator.store import Store
+settings = Settings.model_validate({
+    "database": {"url": sys.argv[1]},
+    "outlets": [
+        {"name": f"o{i}.example", "feeds": [f"https://o{i}.example/f{j}.xml" for j in range(5)]}
+        for i in range(60)
+    ],
+})
+store = Store(sys.argv[1])
+sys.stdin.readline()  # every process is ready: sync together
+Pipeline(settings, store).sync_config()
+"""
+
+
+def test_processes_syncing_one_configuration_together_all_succeed(database_url: str) -> None:
+    """serve starting beside a cron run: both add the configuration's new outlets and feeds."""
+    Store(database_url)  # migrated first, as in use
+    for _ in range(3):
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", SYNC, database_url],
+                stdin=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        for process in processes:  # all started (and their stores open) before any syncs
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outputs = [process.communicate(timeout=120)[1] for process in processes]
+        assert [process.returncode for process in processes] == [0] * 6, outputs
+    assert len(Store(database_url).feeds()) == 300
