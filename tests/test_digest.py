@@ -458,3 +458,27 @@ def test_story_headline_prefers_a_written_headline_without_outlet_suffix() -> No
         "EVG ruft zum Warnstreik bei der Bahn auf",
         "Bahn: EVG ruft zum Warnstreik auf",
     )
+
+
+def test_each_outlets_line_shows_its_headline_without_the_outlet_name_beside_it() -> None:
+    """ "**tagesschau.de**: … | tagesschau.de" says the outlet twice; the record keeps it."""
+    entries = [
+        entry(1, "tagesschau.de", "EVG ruft zum Warnstreik auf | tagesschau.de", START),
+        entry(2, "news.de", "Bahn-Chaos droht! Warnstreik am Donnerstag - news.de", START),
+        entry(3, "spiegel.de", "Warnstreik: Was Pendler wissen müssen - Eine Analyse", START),
+    ]
+    digest = build_digest(
+        [Cluster(id=1, entries=entries)],
+        name="daily",
+        title="Tägliche Übersicht",
+        period_start=START,
+        period_end=END,
+        generated_at=END,
+    )
+    for fmt in ("md", "txt", "html"):
+        shown = render(digest, fmt)
+        assert "| tagesschau.de" not in shown and "- news.de" not in shown, fmt
+        assert "EVG ruft zum Warnstreik auf" in shown and "Bahn-Chaos droht!" in shown
+        assert "Was Pendler wissen müssen - Eine Analyse" in shown  # not an outlet name
+    titles = [e["title"] for e in json.loads(render(digest, "json"))["clusters"][0]["entries"]]
+    assert "EVG ruft zum Warnstreik auf | tagesschau.de" in titles

@@ -173,7 +173,7 @@ def story_view(rank: int, name: str, cluster: Cluster, where: tzinfo) -> StoryVi
     entries = [
         EntryView(
             outlet=clean(entry.outlet),
-            title=clean(entry.title) or "(untitled)",
+            title=clean(headline(entry)) or "(untitled)",
             url=web_url(entry.link),
             time=Moment.of(entry.published, where),
             lang=_language(entry),
