@@ -88,6 +88,21 @@ def test_guessing_one_name_from_many_addresses_still_stops() -> None:
     assert throttle.attempt("192.0.2.1", "bob") is not None
 
 
+def test_a_spray_of_names_does_not_grow_the_login_table_without_bound() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(5, 900, clock=lambda: now[0])
+    for minute in range(60):  # an hour of random names from random addresses
+        now[0] = minute * 60.0
+        for n in range(500):
+            throttle.attempt(f"198.51.{minute}.{n % 250}", f"name-{minute}-{n}")
+    # Only the last window's keys (15 minutes of 500 names and 250 addresses) are needed.
+    assert len(throttle._attempts) <= 2 * (16 * 750)
+    assert throttle.attempt("198.51.59.1", "someone") is not None  # limits still work
+    for _ in range(5):
+        throttle.attempt("192.0.2.9", f"guess-{_}")
+    assert throttle.attempt("192.0.2.9", "anna") is None
+
+
 def test_a_right_password_does_not_count() -> None:
     throttle = LoginThrottle(2, 900, clock=lambda: 1.0)
     for _ in range(3):

@@ -141,6 +141,8 @@ def csrf_ok(session: MutableMapping[str, Any], sent: str | None) -> bool:
 # Per user name, this many times the per-address limit: a name's count only slows
 # guessing spread over many addresses, it must not let one address lock a user out.
 NAME_FACTOR = 20
+# Keys (addresses, names) the login table holds before it first forgets idle ones.
+SWEEP_MIN = 1024
 
 
 class LoginThrottle:
@@ -158,6 +160,7 @@ class LoginThrottle:
         self.clock = clock
         self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._sweep_at = SWEEP_MIN
 
     def _recent(self, key: str) -> deque[float]:
         attempts = self._attempts.setdefault(key, deque())
@@ -178,7 +181,18 @@ class LoginThrottle:
             moment = self.clock()
             for key in keys:
                 self._recent(key).append(moment)
+            if len(self._attempts) >= self._sweep_at:
+                self._sweep()
             return moment
+
+    def _sweep(self) -> None:
+        """Forget keys without an attempt in the window: a spray of names must not grow the table.
+
+        Run when the table doubled since the last sweep, so its cost per attempt stays constant.
+        """
+        cutoff = self.clock() - self.window
+        self._attempts = {key: a for key, a in self._attempts.items() if a and a[-1] > cutoff}
+        self._sweep_at = max(SWEEP_MIN, 2 * len(self._attempts))
 
     def succeeded(self, address: str, name: str, moment: float) -> None:
         """Take back the attempt counted at `moment`: a right password is no failure."""
