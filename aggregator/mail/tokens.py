@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from aggregator.config import SmtpSettings
 from aggregator.store.mail import MailStore, Subscriber
+from aggregator.store.schema import row_id
 
 SECRET_NAME = "unsubscribe"
 
@@ -38,10 +39,6 @@ def sign(secret: bytes, subscriber: Subscriber) -> str:
     return f"{subscriber.id}.{_mac(secret, subscriber.id, subscriber.email, subscriber.digest)}"
 
 
-# Subscriber ids are `Integer`, 32-bit on PostgreSQL: a larger one would fail the lookup.
-MAX_ID = 2**31 - 1
-
-
 def subscriber_id(token: str) -> int:
     """The id a token claims, before it is checked; BadToken if it has no such shape.
 
@@ -51,10 +48,10 @@ def subscriber_id(token: str) -> int:
     head, dot, mac = token.partition(".")
     if not (dot and mac and token.isascii() and head.isdigit()):
         raise BadToken("malformed token")
-    # The length first: `int` refuses more than 4300 digits.
-    if len(head) > len(str(MAX_ID)) or int(head) > MAX_ID:
+    number = row_id(head)
+    if number is None:  # beyond any row id
         raise BadToken("no such subscriber")
-    return int(head)
+    return number
 
 
 def verify(secret: bytes, token: str, subscriber: Subscriber) -> None:

@@ -361,6 +361,23 @@ def _digests_mail_planned_v6(conn: Connection) -> None:
     )
 
 
+# Ids are `Integer` columns, 32-bit on PostgreSQL: a larger number names no row.
+MAX_ROW_ID = 2**31 - 1
+
+
+def row_id(raw: str) -> int | None:
+    """`raw` as a row id; None unless ASCII digits up to MAX_ROW_ID.
+
+    For ids from URLs, forms and tokens. ``"²".isdigit()`` is true but `int`
+    refuses it, and `int` refuses more than 4300 digits: the length is
+    checked first.
+    """
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_ROW_ID)):
+        return None
+    number = int(raw)
+    return number if number <= MAX_ROW_ID else None
+
+
 # Version n is MIGRATIONS[n - 1].
 MIGRATIONS: list[Migration] = [
     _create_v1,

@@ -36,12 +36,12 @@ from aggregator.models import Outlet
 from aggregator.store import Busy, Store
 from aggregator.store.dashboard import MERGE, SPLIT, DashboardStore, apply_corrections
 from aggregator.store.mail import MailStore
+from aggregator.store.schema import row_id
 from aggregator.web import api, auth, present
 from aggregator.web.state import (
     VIEW_SECONDS,
     Dashboard,
     ViewCache,
-    as_id,
     clean_text,
     hours_param,
     int_param,
@@ -155,7 +155,7 @@ async def checked_form(request: Request) -> FormData:
 
 
 def form_int(form: FormData, name: str) -> int:
-    number = as_id((_str(form, name) or "").strip())
+    number = row_id((_str(form, name) or "").strip())
     if number is None:
         raise HTTPException(400, f"{name}: expected a story or entry number")
     return number

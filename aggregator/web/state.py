@@ -22,14 +22,12 @@ from aggregator.config import Settings
 from aggregator.durations import parse_when
 from aggregator.store import Store
 from aggregator.store.dashboard import DashboardStore
+from aggregator.store.schema import row_id
 from aggregator.web.auth import LoginThrottle
 
 # How long a computed view is shared between pollers.
 VIEW_SECONDS = 5.0
 T = TypeVar("T")
-
-# Ids are `Integer` columns, 32-bit on PostgreSQL: a larger number cannot name anything.
-MAX_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:
@@ -142,18 +140,7 @@ def when_param(request: Request, name: str, now: datetime) -> datetime | None:
 def story_id(request: Request) -> int:
     """The story number in the path; 404 for anything that cannot be one."""
     raw = str(request.path_params["story_id"])
-    number = as_id(raw)
+    number = row_id(raw)
     if number is None:
         raise HTTPException(404, f"no story {raw[:40]!r}")
     return number
-
-
-def as_id(raw: str) -> int | None:
-    """`raw` as a row id; None unless ASCII digits up to MAX_ID.
-
-    The length is checked before `int`, which refuses more than 4300 digits.
-    """
-    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_ID)):
-        return None
-    number = int(raw)
-    return number if number <= MAX_ID else None
