@@ -27,6 +27,7 @@ from aggregator.digest.render import render
 from aggregator.fetch import apply_result, fetch_many
 from aggregator.mail.service import SendSummary, send_due, send_retries
 from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
+from aggregator.parse.normalize import describe
 from aggregator.parse_pool import Parsers
 from aggregator.store import Fetched, SaveResult, Store
 from aggregator.store.dashboard import apply_corrections
@@ -230,8 +231,7 @@ class _FetchRun:
         directly: the writer may already be closing. Only if even that fails
         (the database is gone) does the run end with the error.
         """
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        reason = f"cannot store its entries: {first_line or type(error).__name__}"
+        reason = f"cannot store its entries: {describe(error)}"
         log.error("%s %s", feed.url, reason, exc_info=error)
         failed = replace(result, status=FetchStatus.FAILED, error=reason, content=None)
         now = self.clock()
