@@ -3,6 +3,8 @@
 feedparser alone loses German month and weekday names, the German numeric form
 and RFC 822 dates with a weekday but no zone (the entry then shows as published
 at the first fetch), and takes CET/MEZ/CEST/MESZ as UTC (one or two hours late).
+A German date without a zone is Europe/Berlin time (CET, CEST in summer), where
+feedparser would take it as UTC; an English one stays UTC.
 Every case runs through the fast path and through feedparser, forced, and must
 give the same UTC instant; garbage must still give no date rather than a wrong one.
 """
@@ -16,6 +18,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from aggregator.models import ParsedFeed
+from aggregator.parse import parse_feed
 from aggregator.parse.dates import parse_date, parse_european_date
 from aggregator.parse.feeds import Reader, parse_xml
 from aggregator.parse.normalize import FeedContext
@@ -31,8 +34,8 @@ CTX = FeedContext(
 READERS: list[Reader] = ["fast", "feedparser"]
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int, minute: int, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 GERMAN = [
@@ -45,7 +48,6 @@ GERMAN = [
     ("14 Okt. 2025 08:15:00 +0200", utc(2025, 10, 14, 6, 15)),
     ("Di., 14. Okt. 2025 08:15 +0200", utc(2025, 10, 14, 6, 15)),
     ("Do, 01 Mai 2025 07:30:00 +02:00", utc(2025, 5, 1, 5, 30)),
-    ("14.03.2025 10:00", utc(2025, 3, 14, 10, 0)),
     ("14.03.2025 10:00:00 +0100", utc(2025, 3, 14, 9, 0)),
     ("Fri, 14 Mar 2025 10:00:00", utc(2025, 3, 14, 10, 0)),
     ("Fri, 14 Mar 2025 10:00:00 CET", utc(2025, 3, 14, 9, 0)),
@@ -53,7 +55,41 @@ GERMAN = [
     ("Tue, 14 Oct 2025 08:15:00 CEST", utc(2025, 10, 14, 6, 15)),
     ("Di, 14 Okt 2025 08:15:00 MESZ", utc(2025, 10, 14, 6, 15)),
     ("14.10.2025 08:15 MESZ", utc(2025, 10, 14, 6, 15)),
+    # An explicit zone stands, even one that is not Berlin's at that date.
+    ("Mo, 14 Jul 2025 10:00:00 +0100", utc(2025, 7, 14, 9, 0)),
+    ("14.07.2025 10:00 MEZ", utc(2025, 7, 14, 9, 0)),
+    ("14.03.2025 10:00 UTC", utc(2025, 3, 14, 10, 0)),
+    # German by the day's full stop or by "Uhr" alone (feedparser: no date; "Uhr" as UTC).
+    ("3. Mar 2025 10:00 +0100", utc(2025, 3, 3, 9, 0)),
+    ("14 Mar 2025 10:00 Uhr +0100", utc(2025, 3, 14, 9, 0)),
 ]
+# German forms without a zone: Europe/Berlin time, +01:00 in winter, +02:00 in summer.
+BERLIN = [
+    ("14.03.2025 10:00", utc(2025, 3, 14, 9, 0)),
+    ("14.07.2025 10:00:00", utc(2025, 7, 14, 8, 0)),
+    ("14.03.2025", utc(2025, 3, 13, 23, 0)),
+    ("14.07.2025", utc(2025, 7, 13, 22, 0)),
+    ("3. März 2025 10:00 Uhr", utc(2025, 3, 3, 9, 0)),
+    ("3. Juli 2025, 10:00 Uhr", utc(2025, 7, 3, 8, 0)),
+    ("3. März 2025", utc(2025, 3, 2, 23, 0)),
+    ("3. Juli 2025", utc(2025, 7, 2, 22, 0)),
+    ("Mo, 03 Mär 2025 10:00:00", utc(2025, 3, 3, 9, 0)),
+    ("Do, 03 Jul 2025 10:00:00", utc(2025, 7, 3, 8, 0)),
+    ("Di., 14. Okt. 2025 08:15", utc(2025, 10, 14, 6, 15)),
+    ("Fri, 14 Mär 2025 10:00:00", utc(2025, 3, 14, 9, 0)),
+    ("Mon, 14 Jul 2025 10:00 Uhr", utc(2025, 7, 14, 8, 0)),
+    ("14. Jul 2025 10:00", utc(2025, 7, 14, 8, 0)),
+]
+# The hours around the switches of 2025, read with fold=0 (dates.py says why).
+DST_SWITCH = [
+    ("30.03.2025 01:59", utc(2025, 3, 30, 0, 59)),  # last minute of CET
+    ("30.03.2025 02:30", utc(2025, 3, 30, 1, 30)),  # skipped: read as +01:00
+    ("30.03.2025 03:00", utc(2025, 3, 30, 1, 0)),  # first minute of CEST
+    ("So, 26 Okt 2025 01:59:00", utc(2025, 10, 25, 23, 59)),
+    ("So, 26 Okt 2025 02:30:00", utc(2025, 10, 26, 0, 30)),  # twice: the first, CEST
+    ("So, 26 Okt 2025 03:00:00", utc(2025, 10, 26, 2, 0)),  # CET from here
+]
+READ = GERMAN + BERLIN + DST_SWITCH
 GARBAGE = [
     "Mo, 99 Foo 2025",
     "Mo, 99 Mär 2025",
@@ -74,6 +110,12 @@ ENGLISH = [
     ("Fri, 14 Mar 2025", utc(2025, 3, 14, 0, 0)),
     ("2025-03-14T10:00:00+01:00", utc(2025, 3, 14, 9, 0)),
     ("Sun Jan  4 16:29:06 PST 2004", utc(2004, 1, 5, 0, 29, 6)),
+    # Without a zone, in summer too, and with a month named alike in German: UTC.
+    ("Mon, 14 Jul 2025 10:00:00", utc(2025, 7, 14, 10, 0)),
+    ("14 Apr 2025 10:00:00", utc(2025, 4, 14, 10, 0)),
+    ("Thu, 14 August 2025 10:00", utc(2025, 8, 14, 10, 0)),
+    ("Mon, 14 Jul 2025", utc(2025, 7, 14, 0, 0)),
+    ("Mon, 14 Jul 2025 10:00:00 +0200", utc(2025, 7, 14, 8, 0)),
 ]
 
 
@@ -110,24 +152,42 @@ def as_datetime(value: time.struct_time | None) -> datetime | None:
 
 
 @pytest.mark.parametrize("reader", READERS)
-@pytest.mark.parametrize(("date", "expected"), GERMAN, ids=[date for date, _ in GERMAN])
+@pytest.mark.parametrize(("date", "expected"), READ, ids=[date for date, _ in READ])
 def test_european_date_in_rss(date: str, expected: datetime, reader: Reader) -> None:
     (entry,) = parse(rss(date), reader).entries
     assert (entry.published, entry.published_estimated) == (expected, False)
 
 
 @pytest.mark.parametrize("reader", READERS)
-@pytest.mark.parametrize(("date", "expected"), GERMAN, ids=[date for date, _ in GERMAN])
+@pytest.mark.parametrize(("date", "expected"), READ, ids=[date for date, _ in READ])
 def test_european_date_in_atom(date: str, expected: datetime, reader: Reader) -> None:
     (entry,) = parse(atom(date), reader).entries
     assert (entry.published, entry.published_estimated) == (expected, False)
 
 
 def test_both_readers_give_the_same_feed_for_european_dates() -> None:
-    content = rss(*(date for date, _ in GERMAN), *GARBAGE)
+    content = rss(*(date for date, _ in READ), *GARBAGE)
     fast, slow = parse(content, "fast"), parse(content, "feedparser")
     assert fast == slow
-    assert [e.published for e in fast.entries[: len(GERMAN)]] == [e for _, e in GERMAN]
+    assert [e.published for e in fast.entries[: len(READ)]] == [e for _, e in READ]
+
+
+def test_parse_feed_stores_a_zone_less_german_date_in_utc() -> None:
+    """The whole way in: parse_feed, as fetch calls it, gives the instant in UTC."""
+    feed = parse_feed(
+        rss("14.03.2025 10:00", "Mo, 14 Jul 2025 10:00:00"),
+        url=CTX.url,
+        content_type="application/rss+xml",
+        outlet=CTX.outlet,
+        outlet_language=CTX.outlet_language,
+        now=NOW,
+    )
+    published = [entry.published for entry in feed.entries]
+    assert [str(value) for value in published] == [
+        "2025-03-14 09:00:00+00:00",
+        "2025-07-14 08:00:00+00:00",
+    ]
+    assert [value.tzinfo for value in published] == [UTC, UTC]
 
 
 @pytest.mark.parametrize("reader", READERS)

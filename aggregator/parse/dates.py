@@ -8,14 +8,21 @@ here, so every path into aggregator.parse registers it before the first parse.
 
 Why: feedparser 6 reads only English month names, and its RFC 822 handler drops a
 date with a weekday but no zone ("Fri, 14 Mar 2025 10:00:00") and takes zone
-names it does not know ("CET", "MESZ") as UTC. A lost date becomes "now" at the
-first fetch (a new German feed's whole backlog looks fresh); a zone taken as UTC
-puts a story one or two hours late.
+names it does not know ("CET", "MESZ", the "Uhr" of "10:00 Uhr") as UTC. A lost
+date becomes "now" at the first fetch (a new German feed's whole backlog looks
+fresh); a zone taken as UTC puts a story one or two hours late.
+
+A date without a zone is local time somewhere. German forms (a German month or
+weekday name, "14.03.2025", "3. März", "10:00 Uhr") are written by outlets in
+Germany, Austria and Switzerland, whose clocks all keep Europe/Berlin time (CET,
+CEST in summer), so such a date is read as Europe/Berlin, with its daylight
+saving. An English zone-less date says nothing of where it was written, so it
+stays UTC, feedparser's convention, as it is for "14 Mar 2025 10:00:00".
 
 The handler runs before feedparser's own (registered handlers go first), so it
 claims only German forms, Central European zone names and zone-less dates (for
-which it gives feedparser's result wherever feedparser has one) and returns None
-for everything else, which then parses exactly as before.
+an English one it gives feedparser's result wherever feedparser has one) and
+returns None for everything else, which then parses exactly as before.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
 
 import feedparser
 from feedparser.datetimes import _parse_date
@@ -61,12 +69,14 @@ _WEEKDAYS_DE = frozenset(_numbered(
 # their German spellings; the universal names so that a German date may use them.
 _ZONES_CE = {"cet": 1, "mez": 1, "cest": 2, "mesz": 2}
 _ZONES = {**_ZONES_CE, "met": 1, "mest": 2, "ut": 0, "utc": 0, "gmt": 0, "z": 0}
+# The wall clock of a German-form date without a zone (tzdata is a dependency).
+_BERLIN = ZoneInfo("Europe/Berlin")
 
 _DATE = re.compile(
     r"(?:(?P<weekday>[^\W\d_]+)\.?,?\s)?"
-    r"(?:(?P<day>\d{1,2})\.?\s(?P<month>[^\W\d_]+)\.?\s(?P<year>\d{4}|\d{2})"
+    r"(?:(?P<day>\d{1,2})(?P<day_dot>\.)?\s(?P<month>[^\W\d_]+)\.?\s(?P<year>\d{4}|\d{2})"
     r"|(?P<nday>\d{1,2})\.(?P<nmonth>\d{1,2})\.(?P<nyear>\d{4}))"
-    r",?(?:\s(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?(?:\sUhr)?)?"
+    r",?(?:\s(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?(?P<uhr>\sUhr)?)?"
     r"(?:\s(?P<zone>[+-]\d{2}:?\d{2}|[^\W\d_]+))?",
     re.IGNORECASE,
 )
@@ -75,12 +85,18 @@ _DATE = re.compile(
 def parse_european_date(value: str) -> time.struct_time | None:
     """UTC time tuple of a German or zone-less RFC 822 date; None to leave it to feedparser.
 
-    Takes "Mo, 03 Mär 2025 10:00:00 +0100", "3. März 2025", "Di, 14 Okt. 2025
-    08:15:00 MESZ", "14.03.2025 10:00[:00] [+0100]", "Fri, 14 Mar 2025 10:00:00"
-    and English dates with a Central European zone name. A date without a zone is
-    taken as UTC, as feedparser does for "14 Mar 2025 10:00:00". An English date
-    with another zone is not claimed (feedparser's rules stand), nor is anything
-    that does not name a real day and time: no date is better than a wrong one.
+    Takes "Mo, 03 Mär 2025 10:00:00 +0100", "3. März 2025 10:00 Uhr", "Di, 14
+    Okt. 2025 08:15:00 MESZ", "14.03.2025 10:00[:00] [+0100]", "Fri, 14 Mar 2025
+    10:00:00" and English dates with a Central European zone name. A German-form
+    date without a zone is Europe/Berlin time (see the module docstring); an
+    English one is UTC, as feedparser takes "14 Mar 2025 10:00:00". At the switch
+    to and from summer time the Berlin hour is read with fold=0, so that the same
+    text always gives the same instant: the hour that occurs twice in October
+    (02:00-02:59) is its first, summer-time occurrence, and the hour skipped in
+    March (02:00-02:59) is read with winter time's +01:00, as 03:00-03:59 CEST.
+    An English date with another zone is not claimed (feedparser's rules stand),
+    nor is anything that does not name a real day and time: no date is better
+    than a wrong one.
     """
     match = _DATE.fullmatch(" ".join(value.split()))
     if match is None:
@@ -88,12 +104,16 @@ def parse_european_date(value: str) -> time.struct_time | None:
     weekday, zone = (match["weekday"] or "").lower(), (match["zone"] or "").lower()
     if weekday and weekday not in _WEEKDAYS_EN and weekday not in _WEEKDAYS_DE:
         return None
+    # Any one mark makes it German; a month named alike in both ("Apr", "August") is none.
+    german = weekday in _WEEKDAYS_DE or bool(match["day_dot"] or match["uhr"])
     if match["nday"] is not None:
+        german = True
         day, month, year = int(match["nday"]), int(match["nmonth"]), int(match["nyear"])
     else:
         name = match["month"].lower()
         month_en = _MONTHS_EN.get(name)
-        if month_en and weekday not in _WEEKDAYS_DE and zone and zone not in _ZONES_CE:
+        german = german or not month_en
+        if not german and zone and zone not in _ZONES_CE:
             return None  # feedparser reads this one right
         month = month_en or _MONTHS_DE.get(name, 0)
         day, year = int(match["day"]), int(match["year"])
@@ -104,8 +124,11 @@ def parse_european_date(value: str) -> time.struct_time | None:
         if hours > 14 or minutes > 59:
             return None
         offset = timedelta(hours=hours, minutes=minutes) * (-1 if zone[0] == "-" else 1)
-    elif zone in _ZONES or not zone:
-        offset = timedelta(hours=_ZONES.get(zone, 0))
+        zone_info: tzinfo = timezone(offset)
+    elif zone in _ZONES:
+        zone_info = timezone(timedelta(hours=_ZONES[zone]))
+    elif not zone:
+        zone_info = _BERLIN if german else UTC
     else:
         return None
     try:
@@ -116,8 +139,10 @@ def parse_european_date(value: str) -> time.struct_time | None:
             int(match["hour"] or 0),
             int(match["minute"] or 0),
             int(match["second"] or 0),
+            tzinfo=zone_info,
+            fold=0,
         )
-        return (local - offset).utctimetuple()
+        return local.utctimetuple()
     except (ValueError, OverflowError):  # no such day or time, or beyond datetime's years
         return None
 
