@@ -40,9 +40,8 @@ from datetime import datetime
 from typing import TypeVar
 
 from aggregator import cluster_ahead, text
-from aggregator.cluster_candidates import most_shared
+from aggregator.cluster_index import ClusterIndex
 from aggregator.cluster_score import (
-    LEVEL_OF,
     STEPS,
     DocumentFrequencies,
     Features,
@@ -90,14 +89,9 @@ _Key = TypeVar("_Key", str, bytes)
 
 @dataclass(slots=True)
 class _Cluster:
-    """A cluster's members inside the window and what the index and centroid need of them."""
+    """A cluster's members inside the window and what its centroid needs of them."""
 
     members: deque[int] = field(default_factory=deque)
-    # Index tokens -> how many members have them (a token leaves the index at 0).
-    # None while the founder is the only member: its weights are the tokens then,
-    # and most clusters of a big window are single entries, so this saves a
-    # table the size of the entry's vocabulary per cluster.
-    tokens: Counter[str] | None = None
     # Story centroid: title token -> members having it, and the centroid's squared
     # TF-IDF length, kept up to date as members come and go and recomputed in
     # full when the collection grew by 5 % (IDF drifts slowly).
@@ -135,7 +129,7 @@ class _Window:
     features: dict[int, Features] = field(default_factory=dict)
     cluster_of: dict[int, int] = field(default_factory=dict)
     clusters: dict[int, _Cluster] = field(default_factory=dict)
-    postings: dict[str, set[int]] = field(default_factory=dict)
+    index: ClusterIndex = field(default_factory=lambda: ClusterIndex(STEPS))
     by_url: dict[str, int] = field(default_factory=dict)
     by_text: dict[bytes, int] = field(default_factory=dict)
     heap: list[tuple[datetime, int]] = field(default_factory=list)
@@ -147,20 +141,9 @@ class _Window:
         self.features[features.id] = features
         self.cluster_of[features.id] = cluster_id
         cluster = self.clusters.get(cluster_id)
-        if cluster is None:  # a founder: every token is new to its cluster
+        if cluster is None:
             cluster = self.clusters[cluster_id] = _Cluster()
-            arriving: Iterable[str] = features.weights
-        else:
-            counts = self._tokens(cluster)
-            arriving = [token for token in features.weights if not counts[token]]
-            counts.update(features.weights.keys())
-        postings = self.postings
-        for token in arriving:
-            posting = postings.get(token)
-            if posting is None:
-                postings[token] = {cluster_id}
-            else:
-                posting.add(cluster_id)
+        self.index.add(cluster_id, features.weights)
         cluster.members.append(features.id)
         if self.use_profile:
             cluster.update_profile(features, 1, self.frequencies)
@@ -189,49 +172,15 @@ class _Window:
     def merge(self, absorbed: int, into: int) -> None:
         """Move every member, index entry and centroid count of `absorbed` to `into`."""
         gone, target = self.clusters.pop(absorbed), self.clusters[into]
-        counts, gone_counts = self._tokens(target), self._tokens(gone)  # before members move
         for item_id in gone.members:
             self.cluster_of[item_id] = into
         # Oldest first, as `_Cluster.members` is kept: the sample's anchor stays the oldest.
         target.members = deque(
             sorted((*target.members, *gone.members), key=lambda m: (self.features[m].hours, m))
         )
-        postings = self.postings
-        for token, count in gone_counts.items():
-            posting = postings[token]
-            posting.discard(absorbed)
-            posting.add(into)
-            counts[token] += count
+        self.index.merge(absorbed, into)
         target.profile.update(gone.profile)
         target.normed_at = 0  # the centroid's length is recomputed on next use
-
-    def _tokens(self, cluster: _Cluster) -> Counter[str]:
-        """The cluster's token counts, made explicit when its founder is no longer alone."""
-        if cluster.tokens is None:
-            founder = self.features[cluster.members[0]]
-            cluster.tokens = Counter(dict.fromkeys(founder.weights, 1))
-        return cluster.tokens
-
-    def _unindex(self, cluster_id: int, cluster: _Cluster, features: Features) -> None:
-        """Take a leaving member's tokens out of its cluster's counts and the postings."""
-        leaving: Iterable[str]
-        if cluster.tokens is None:  # the founder alone: every token leaves the index
-            leaving = features.weights
-        else:
-            counts, leaving = cluster.tokens, []
-            for token in features.weights:
-                left = counts[token] - 1
-                if left:
-                    counts[token] = left
-                else:
-                    del counts[token]
-                    leaving.append(token)
-        postings = self.postings
-        for token in leaving:
-            posting = postings[token]
-            posting.discard(cluster_id)
-            if not posting:
-                del postings[token]
 
     def evict_before(self, horizon: datetime) -> None:
         while self.heap and self.heap[0][0] < horizon:
@@ -243,7 +192,7 @@ class _Window:
                 cluster.members.popleft()
             else:
                 cluster.members.remove(item_id)
-            self._unindex(cluster_id, cluster, features)
+            self.index.remove(cluster_id, features.weights)
             if not cluster.members:
                 del self.clusters[cluster_id]
             elif self.use_profile:
@@ -463,14 +412,11 @@ class Clusterer:
 
     def _candidate_clusters(self, features: Features) -> list[int]:
         """Clusters sharing the most token weight with the item (highest first, ties by id)."""
-        postings, limit = self._state.postings, self.tuning.max_postings
-        terms = [
-            (LEVEL_OF[weight], posting)
-            for token, weight in features.weights.items()
-            if (posting := postings.get(token)) is not None and len(posting) <= limit
-        ]
-        floor = self.tuning.min_shared * features.index_mass * STEPS
-        return most_shared(terms, floor, self.tuning.max_candidates)
+        tuning = self.tuning
+        floor = tuning.min_shared * features.index_mass * STEPS
+        return self._state.index.candidates(
+            features.weights, floor, tuning.max_candidates, tuning.max_postings
+        )
 
     def _sample(self, cluster: _Cluster) -> list[int]:
         """The anchor (oldest member in the window) and the most recent members."""

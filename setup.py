@@ -1,0 +1,18 @@
+"""Build of the one compiled module, the matcher's index (everything else is in pyproject.toml)."""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=cythonize(
+        [
+            Extension(
+                "aggregator.cluster_index",
+                ["aggregator/cluster_index.pyx"],
+                language="c++",
+                extra_compile_args=["-O2", "-std=c++17"],
+            )
+        ],
+        compiler_directives={"language_level": "3"},
+    )
+)
