@@ -184,7 +184,8 @@ class SmtpSettings(_Section):
     password_env: str | None = None
     sender: str = Field("aggregator@localhost", alias="from")
     reply_to: str | None = None
-    # Address for the mailto: part of List-Unsubscribe (default: reply_to, else from).
+    # Address for a mailto: in List-Unsubscribe, only if someone processes that mailbox
+    # (nothing in the program reads mail); unset, only the one-click URL is advertised.
     unsubscribe_mailto: str | None = None
     rate_per_minute: float = Field(600.0, gt=0)
     timeout: float = Field(30.0, gt=0)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner, Result
 from configfile import write_config
-from mailsetup import START, fill, loopback_smtp
+from mailsetup import END, START, fill, loopback_smtp
 from smtpserver import SmtpServer
 
 from aggregator.cli import main
@@ -19,7 +19,7 @@ from aggregator.config import load
 from aggregator.mail.commands import register
 from aggregator.pipeline import scheduled_period, utcnow
 from aggregator.store import Store
-from aggregator.store.mail import MailStore
+from aggregator.store.mail import CLAIM_TIMEOUT, MailStore
 
 register(main)
 
@@ -156,3 +156,51 @@ def test_send_defaults_to_the_latest_scheduled_period(config: Path, tmp_path: Pa
     assert eml.name.startswith(f"daily_{start:%Y-%m-%dT%H%MZ}_{end:%Y-%m-%dT%H%MZ}_")
     # The end is the last 06:00 in Berlin.
     assert end.astimezone(ZoneInfo("Europe/Berlin")).hour == 6
+
+
+def test_send_refuses_a_login_without_tls_in_one_line(tmp_path: Path) -> None:
+    plain_login = {"host": "mail.example.org", "username": "digest", "password_env": "SMTP_PW"}
+    config = write_config(
+        tmp_path / "plain.toml",
+        {
+            "database": {"url": "sqlite:///mail.db"},
+            "smtp": {**loopback_smtp(25), **plain_login},
+            "digests": [{"name": "daily", "schedule": "0 6 * * *", "timezone": "Europe/Berlin"}],
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'mail.db'}")
+    fill(store, START)
+    assert run(config, "subscribers", "add", "anna@example.org", "--digest", "daily").exit_code == 0
+    since, until = "2026-11-24T05:00Z", "2026-11-25T05:00Z"
+    result = CliRunner().invoke(
+        main,
+        ["--config", str(config), "send", "daily", "--since", since, "--until", until],
+        env={"SMTP_PW": "geheim"},
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: smtp.security: 'none' would send the password")
+    assert result.output.count("\n") == 1
+    (delivery,) = MailStore(store).deliveries()
+    assert delivery.status == "queued", "decided, and sent once the setting is fixed"
+
+
+def test_deliveries_and_send_after_a_killed_sender(
+    config: Path, tmp_path: Path, smtp: SmtpServer
+) -> None:
+    """`deliveries` shows how long a killed sender's claim holds; `send` takes it over at once."""
+    store = Store(f"sqlite:///{tmp_path / 'mail.db'}")
+    fill(store, START)
+    assert run(config, "subscribers", "add", "anna@example.org", "--digest", "daily").exit_code == 0
+    mail = MailStore(store)
+    now = utcnow()
+    mail.plan("daily", START, END, now, message_id=lambda s: "<1@x.org>", wanted=lambda s: True)
+    (decided,) = mail.deliveries()
+    assert mail.claim(decided, now)
+    (row,) = run(config, "deliveries").output.splitlines()[1:]
+    assert row.split()[6:8] == ["anna@example.org", "sending"]
+    assert row.endswith(f"claimed by a run until {now + CLAIM_TIMEOUT:%Y-%m-%d %H:%M}Z")
+    sent = run(
+        config, "send", "daily", "--since", "2026-11-24T05:00Z", "--until", "2026-11-25T05:00Z"
+    )
+    assert sent.exit_code == 0, sent.output
+    assert smtp.recipients() == ["anna@example.org"]

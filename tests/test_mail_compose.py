@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from dataclasses import replace
 from datetime import timedelta
 from email.message import EmailMessage
 from html.parser import HTMLParser
@@ -80,9 +81,19 @@ def test_headers_are_encoded_and_complete(period: Mailing) -> None:
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["Precedence"] == "bulk"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # No mailto: without `smtp.unsubscribe_mailto` (nothing reads the Reply-To mailbox).
     links = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
-    assert links[0].startswith("mailto:redaktion@example.org?subject=unsubscribe%207.")
-    assert links[1] == "https://news.example.org/unsubscribe/" + tokens.sign(SECRET, _person())
+    assert links == ["https://news.example.org/unsubscribe/" + tokens.sign(SECRET, _person())]
+
+
+def test_a_configured_unsubscribe_mailbox_is_advertised_first(period: Mailing) -> None:
+    smtp = period.smtp.model_copy(update={"unsubscribe_mailto": "Abmeldung <ab@example.org>"})
+    message = _message(replace(period, smtp=smtp))
+    token = tokens.sign(SECRET, _person())
+    assert re.findall(r"<([^>]+)>", message["List-Unsubscribe"]) == [
+        f"mailto:ab@example.org?subject=unsubscribe%20{token}",
+        f"https://news.example.org/unsubscribe/{token}",
+    ]
 
 
 def test_message_id_is_deterministic_per_period_and_recipient() -> None:

@@ -68,7 +68,11 @@ def test_a_second_send_command_waits_for_the_lock(tmp_path: Path, database_url: 
         first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while not smtp.received:
             assert first.poll() is None, first.communicate()
+        # The first sender must outlast the second's start-up (about a second for the
+        # interpreter and imports, more on a loaded machine): it sends slowly meanwhile.
+        smtp.delay = 0.5
         second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        smtp.delay = 0.0
         _, first_err = first.communicate(timeout=60)
         assert first.returncode == 0, first_err
         assert second.returncode == 3, second.stdout + second.stderr

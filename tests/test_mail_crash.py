@@ -3,7 +3,8 @@
 Every subscriber must get the digest; a repeat can only come from a kill
 between the server's 250 and the commit that marks the row sent, so there
 are at most as many repeats as kills (in practice none or nearly none), and
-each repeat carries the same Message-ID as the first copy.
+each repeat carries the same Message-ID as the first copy. Until a killed
+sender's claims expire, the runs that wait for them say so.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from configfile import write_config
-from mailsetup import START, fill, loopback_smtp, subscribe
+from mailsetup import END, NOW, START, fill, loopback_smtp, settings, subscribe
 from smtpserver import SmtpServer
 
+from aggregator.mail.service import send_due, send_retries
 from aggregator.store import Store
-from aggregator.store.mail import SENT, MailStore
+from aggregator.store.mail import CLAIM_TIMEOUT, SENDING, SENT, MailStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSCRIBERS = 200
@@ -96,3 +100,39 @@ def test_killed_sender_resumes_and_mails_everyone_once(tmp_path: Path) -> None:
     assert kills >= 1, "the test must actually interrupt the sender"
     statuses = {d.status for d in MailStore(store).deliveries()}
     assert statuses == {SENT}
+
+
+def test_claims_left_by_a_killed_sender_are_reported_not_skipped_in_silence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`run --once` (and `serve`) wait for such a claim to expire, and say so once per run."""
+    with SmtpServer() as smtp:
+        config = settings(tmp_path, smtp_port=smtp.port)
+        store = Store(config.database_url)
+        fill(store)
+        subscribe(store, "anna@example.org", "bob@example.org")
+        mail = MailStore(store)
+        # What a sender killed in anna's DATA leaves: both decided, anna's row claimed.
+        mail.plan("daily", START, END, NOW, message_id=lambda s: s.email, wanted=lambda s: True)
+        anna = next(d for d in mail.deliveries() if d.recipient == "anna@example.org")
+        assert mail.claim(anna, NOW)
+        until = NOW + CLAIM_TIMEOUT
+
+        # The next run, as `run --once` calls them: its periods, then retries.
+        later = NOW + timedelta(minutes=1)
+        with caplog.at_level("WARNING", logger="aggregator.mail.service"):
+            send_due(store, config, config.digests[0], START, END, later)
+            send_retries(store, config, later)
+        assert smtp.recipients() == ["bob@example.org"]
+        assert [r.getMessage() for r in caplog.records] == [
+            f"mail daily 2026-11-24 05:00Z – 2026-11-25 05:00Z: 1 delivery claimed by another "
+            f"run until {until:%H:%M}Z (a run killed while sending leaves its claims; "
+            "`send daily` sends them now)"
+        ]
+        assert {d.recipient: d.status for d in mail.deliveries()}["anna@example.org"] == SENDING
+
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="aggregator.mail.service"):
+            send_retries(store, config, until)
+        assert caplog.records == [], "an expired claim is no longer reported, it is sent"
+        assert sorted(smtp.recipients()) == ["anna@example.org", "bob@example.org"]

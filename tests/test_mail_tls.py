@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from smtpserver import SmtpServer
 
 from aggregator.config import SmtpSettings
-from aggregator.mail.sender import Outcome, Sender, SmtpRefused
+from aggregator.mail.sender import Outcome, Sender, SmtpConfigError, SmtpRefused
 
 
 class Inbox:
@@ -160,3 +161,32 @@ def test_an_untrusted_certificate_is_not_accepted(
     assert result.outcome is not Outcome.SENT
     assert "CERTIFICATE_VERIFY_FAILED" in result.answer
     assert inbox.messages == []
+
+
+@pytest.mark.parametrize(
+    "host", ["mail.example.org", "192.0.2.25", "2001:db8::25", "localhost.example"]
+)
+def test_a_login_without_tls_to_another_host_is_refused(host: str) -> None:
+    """AUTH PLAIN/LOGIN without TLS is the password in base64 for anyone on the path."""
+    with pytest.raises(SmtpConfigError) as refused:
+        Sender(settings(25, "none", host=host), {"TEST_SMTP_PASSWORD": "geheim"})
+    error = str(refused.value)
+    assert error.startswith("smtp.security: 'none' would send the password of 'digest'")
+    assert host in error and "'starttls' or 'tls'" in error
+    assert "\n" not in error and "geheim" not in error
+    # Without a login nothing secret travels: a plain relay stays allowed.
+    Sender(settings(25, "none", host=host, username=None, password_env=None), {})
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST.", "::1", "127.0.0.2"])
+def test_a_login_without_tls_over_loopback_is_allowed(host: str) -> None:
+    Sender(settings(25, "none", host=host), {"TEST_SMTP_PASSWORD": "geheim"})
+
+
+def test_a_login_without_tls_to_a_relay_on_this_machine_sends() -> None:
+    with (
+        SmtpServer(password="geheim") as smtp,
+        Sender(settings(smtp.port, "none"), {"TEST_SMTP_PASSWORD": "geheim"}) as sender,
+    ):
+        assert sender.send(message(), "leser@example.org").outcome is Outcome.SENT
+        assert smtp.recipients() == ["leser@example.org"]

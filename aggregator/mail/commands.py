@@ -22,7 +22,16 @@ from aggregator.config import ConfigError, DigestSettings, Settings
 from aggregator.mail.sender import SmtpConfigError
 from aggregator.mail.service import send_due, send_retries, write_previews
 from aggregator.pipeline import scheduled_period, utcnow
-from aggregator.store.mail import ACTIVE, FAILED, RETRY, SENT, Delivery, MailStore, Subscriber
+from aggregator.store.mail import (
+    ACTIVE,
+    FAILED,
+    RETRY,
+    SENDING,
+    SENT,
+    Delivery,
+    MailStore,
+    Subscriber,
+)
 from aggregator.terminal import WAIT_OPTION, fail, run_lock, table, when_option
 from aggregator.web.commands import Runtime
 from aggregator.web.commands import register as register_web
@@ -320,6 +329,9 @@ def _detail(delivery: Delivery) -> str:
         return f"retry at {delivery.next_attempt_at:%Y-%m-%d %H:%M}Z: {text}"
     if delivery.status == FAILED:
         return f"failed permanently: {text}"
+    if delivery.status == SENDING and delivery.next_attempt_at is not None:
+        claimed = f"claimed by a run until {delivery.next_attempt_at:%Y-%m-%d %H:%M}Z"
+        return f"{claimed}; {text}" if text else claimed
     return text
 
 

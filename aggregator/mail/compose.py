@@ -157,8 +157,18 @@ def unsubscribe_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/unsubscribe/{quote(token, safe='')}"
 
 
-def unsubscribe_mailto(smtp: SmtpSettings, token: str) -> str:
-    _, address = parseaddr(smtp.unsubscribe_mailto or smtp.reply_to or smtp.sender)
+def unsubscribe_mailto(smtp: SmtpSettings, token: str) -> str | None:
+    """The mailto: of List-Unsubscribe, only when `smtp.unsubscribe_mailto` is configured.
+
+    Nothing in the program reads mail, so the address is a promise only its
+    operator can keep (a mailbox someone processes). The From or Reply-To
+    address would let a subscriber "unsubscribe" into an editor's inbox, or a
+    no-reply address, and go on getting the digest; the one-click URL works
+    without any of that.
+    """
+    if smtp.unsubscribe_mailto is None:
+        return None
+    _, address = parseaddr(smtp.unsubscribe_mailto)
     return f"mailto:{address}?subject={quote('unsubscribe ' + token, safe='')}"
 
 
@@ -187,7 +197,8 @@ def compose(mailing: Mailing, subscriber: Subscriber, *, msgid: str, token: str)
     message["Message-ID"] = msgid
     list_name = f"{digest.title} <{mailing.digest.name}.{sender_domain(mailing.smtp)}>"
     message["List-Id"] = list_name
-    message["List-Unsubscribe"] = f"<{unsubscribe_mailto(mailing.smtp, token)}>, <{link}>"
+    mailto = unsubscribe_mailto(mailing.smtp, token)
+    message["List-Unsubscribe"] = f"<{mailto}>, <{link}>" if mailto else f"<{link}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     message["Precedence"] = "bulk"

@@ -8,6 +8,7 @@ so a refusal leaves the connection usable for the next recipient (RSET).
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import smtplib
 import ssl
@@ -79,6 +80,34 @@ def password(smtp: SmtpSettings, environ: Mapping[str, str] = os.environ) -> str
     return value
 
 
+def _is_loopback(host: str) -> bool:
+    """True for a loopback address or ``localhost`` (RFC 6761 keeps that name on this machine).
+
+    Decided from the setting itself, not from DNS: an answer looked up now
+    need not be the address connected to later.
+    """
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_plaintext_login(smtp: SmtpSettings) -> None:
+    """Refuse to log in without TLS to another machine: AUTH would carry the password in clear.
+
+    (AUTH PLAIN and LOGIN are base64, readable by anyone on the path.) A relay
+    on this machine, as in tests, is reached over loopback and stays allowed.
+    """
+    if smtp.security == "none" and smtp.username and not _is_loopback(smtp.host):
+        raise SmtpConfigError(
+            f"smtp.security: 'none' would send the password of {smtp.username!r} unencrypted "
+            f"to {smtp.host}; use 'starttls' or 'tls' (a login without TLS is allowed only to "
+            "a loopback host such as 127.0.0.1)"
+        )
+
+
 class Pacer:
     """At most `per_minute` messages a minute, evenly spaced (no bursts to trip a relay)."""
 
@@ -105,6 +134,7 @@ class Sender:
     """One SMTP session, opened on first use and reopened after it was lost."""
 
     def __init__(self, smtp: SmtpSettings, environ: Mapping[str, str] = os.environ) -> None:
+        _check_plaintext_login(smtp)
         self.settings = smtp
         self.password = password(smtp, environ)
         self.envelope_from = parseaddr(smtp.sender)[1]

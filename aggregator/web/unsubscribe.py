@@ -2,12 +2,16 @@
 
 GET shows a confirmation page with a button (link scanners and previews
 fetch URLs, so a GET must never unsubscribe); POST unsubscribes at once, as
-RFC 8058 one-click asks (the mail client posts ``List-Unsubscribe=One-Click``).
-A token that is malformed or not ours changes nothing and says so.
+RFC 8058 one-click asks, when its form body is ``List-Unsubscribe=One-Click``
+(what mail clients and the page's button send); any other POST only shows
+the button again. A token that is malformed or not ours changes nothing and
+says so. Tokens are kept out of uvicorn's access log.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -40,6 +44,38 @@ button {{ font: inherit; padding: .5rem 1.2rem; cursor: pointer; }}
 </style></head>
 <body><h1>{title}</h1>{body}</body></html>
 """
+
+
+# The token of an unsubscribe path, after the subscriber id it names (kept for
+# tracing a request); the rest is the MAC, as good as the link itself.
+_TOKEN_IN_PATH = re.compile(r"(/unsubscribe/)(\d+\.)?[^/?#\s\"]+")
+
+
+class _HideTokens(logging.Filter):
+    """Access-log lines say ``POST /unsubscribe/7.[hidden]``, not the whole token.
+
+    Logs are kept longer, and read by more people, than the mail that carried
+    the link; a token in them would let any reader unsubscribe that subscriber.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_PATH.sub(r"\1\2[hidden]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _hide_tokens_in_access_log() -> None:
+    """Filter uvicorn's access logger (once per process, whoever starts the server).
+
+    A filter on the logger object survives uvicorn's own logging set-up
+    (`logging.config.dictConfig` replaces handlers, not filters).
+    """
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(known, _HideTokens) for known in access.filters):
+        access.addFilter(_HideTokens())
 
 
 @dataclass(frozen=True)
@@ -86,23 +122,38 @@ def _digest_title(request: Request, subscriber: Subscriber) -> str:
     return subscriber.digest
 
 
-async def confirm(request: Request) -> HTMLResponse:
-    checked = _check(request)
-    if checked is None:
-        return _invalid()
-    subscriber = checked.subscriber
+def _confirmation(request: Request, subscriber: Subscriber, status: int = 200) -> HTMLResponse:
     name = escape(_digest_title(request, subscriber))
     if subscriber.status == UNSUBSCRIBED:
         return _page(
             "Already unsubscribed",
             f"<p>{escape(subscriber.email)} no longer gets <strong>{name}</strong>.</p>",
+            status,
         )
     return _page(
         "Unsubscribe?",
         f"<p>Stop sending <strong>{name}</strong> to {escape(subscriber.email)}?</p>"
         '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
         '<button type="submit">Unsubscribe</button></form>',
+        status,
     )
+
+
+async def _one_click(request: Request) -> bool:
+    """Whether the body is RFC 8058's ``List-Unsubscribe=One-Click``.
+
+    Form-encoded either way RFC 8058 allows (urlencoded, multipart); a body of
+    another type parses as an empty form. No file parts: nothing here takes one.
+    """
+    async with request.form(max_files=0) as form:
+        return form.get("List-Unsubscribe") == "One-Click"
+
+
+async def confirm(request: Request) -> HTMLResponse:
+    checked = _check(request)
+    if checked is None:
+        return _invalid()
+    return _confirmation(request, checked.subscriber)
 
 
 async def unsubscribe(request: Request) -> HTMLResponse:
@@ -110,6 +161,10 @@ async def unsubscribe(request: Request) -> HTMLResponse:
     if checked is None:
         return _invalid()
     subscriber = checked.subscriber
+    if not await _one_click(request):
+        # Not a one-click request (a scanner, a mistyped client): change nothing,
+        # and offer the button, which posts the right body.
+        return _confirmation(request, subscriber, status=400)
     if subscriber.id is not None:
         checked.mail.unsubscribe(subscriber.id, datetime.now(UTC), "unsubscribed by link")
     name = escape(_digest_title(request, subscriber))
@@ -120,6 +175,8 @@ async def unsubscribe(request: Request) -> HTMLResponse:
 
 
 def routes() -> list[BaseRoute]:
+    """The unsubscribe endpoints; serving them also hides their tokens in the access log."""
+    _hide_tokens_in_access_log()
     return [
         Route("/unsubscribe/{token}", confirm, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
