@@ -35,7 +35,7 @@ import heapq
 import math
 from collections import Counter, deque
 from collections.abc import Generator, Iterable, Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -51,6 +51,7 @@ from aggregator.cluster_score import (
     explain_pair,
     featurize,
     pair_score,
+    reread,
     reweigh,
 )
 from aggregator.config import ClusterSettings
@@ -147,13 +148,58 @@ class _Window:
         cluster.members.append(features.id)
         if self.use_profile:
             cluster.update_profile(features, 1, self.frequencies)
+        self._remember_keys(features)
+        heapq.heappush(self.heap, (features.published, features.id))
+        if self.newest is None or features.published > self.newest:
+            self.newest = features.published
+
+    def refresh(self, fresh: Sequence[Features]) -> None:
+        """Swap entries' features for `fresh` ones (same ids and times), each in its cluster.
+
+        Everything the window derives from features follows: the token index,
+        the story centroid, and the URL and exact-text keys. A key an entry
+        gave up may still be another copy's: it points at the newest of those
+        again, as it would in a window primed from the new texts.
+        """
+        given_up: list[Features] = []
+        for new in fresh:
+            old = self.features[new.id]
+            cluster_id = self.cluster_of[new.id]
+            self.features[new.id] = new
+            # Added first, so tokens the edit kept are not dropped from the index and re-added.
+            self.index.add(cluster_id, new.weights)
+            self.index.remove(cluster_id, old.weights)
+            if self.use_profile:
+                cluster = self.clusters[cluster_id]
+                cluster.update_profile(old, -1, self.frequencies)
+                cluster.update_profile(new, 1, self.frequencies)
+            self._forget_keys(old)
+            self._remember_keys(new)
+            given_up.append(old)
+        lost_urls = {f.canonical_url for f in given_up if f.canonical_url} - self.by_url.keys()
+        lost_texts = {f.text_key for f in given_up if f.text_key} - self.by_text.keys()
+        if not lost_urls and not lost_texts:
+            return
+        for features in self.features.values():
+            url, text_key = features.canonical_url, features.text_key
+            if url and url in lost_urls:
+                self._remember(self.by_url, url, features)
+            if text_key and text_key in lost_texts:
+                self._remember(self.by_text, text_key, features)
+
+    def _remember_keys(self, features: Features) -> None:
         if features.canonical_url:
             self._remember(self.by_url, features.canonical_url, features)
         if features.text_key:
             self._remember(self.by_text, features.text_key, features)
-        heapq.heappush(self.heap, (features.published, features.id))
-        if self.newest is None or features.published > self.newest:
-            self.newest = features.published
+
+    def _forget_keys(self, features: Features) -> None:
+        """Drop the URL and text keys that lead to `features`' entry."""
+        url, text_key = features.canonical_url, features.text_key
+        if url and self.by_url.get(url) == features.id:
+            del self.by_url[url]
+        if text_key and self.by_text.get(text_key) == features.id:
+            del self.by_text[text_key]
 
     def _remember(self, index: dict[_Key, int], key: _Key, features: Features) -> None:
         """Point `key` at the copy that leaves the window last, the newest.
@@ -197,11 +243,7 @@ class _Window:
                 del self.clusters[cluster_id]
             elif self.use_profile:
                 cluster.update_profile(features, -1, self.frequencies)
-            url = features.canonical_url
-            if url and self.by_url.get(url) == item_id:
-                del self.by_url[url]
-            if features.text_key and self.by_text.get(features.text_key) == item_id:
-                del self.by_text[features.text_key]
+            self._forget_keys(features)
 
 
 @dataclass(frozen=True)
@@ -282,7 +324,7 @@ class Clusterer:
         `count` (how many items there are; `len(items)` if not given) decides
         whether a second process pays. The matches, merges and the state left
         behind are those of calling `add` item by item. Until the iterator is
-        exhausted or closed, nothing else may be added or primed.
+        exhausted or closed, nothing else may be added, primed or refreshed.
         """
         with contextlib.closing(self._normalized(items, count)) as normalized:
             for features in normalized:
@@ -293,6 +335,28 @@ class Clusterer:
         with contextlib.closing(self._normalized([item for item, _ in clustered])) as normalized:
             for features, (_, match) in zip(normalized, clustered, strict=True):
                 self._state.insert(features, match.cluster_id)
+
+    def refresh(self, items: Iterable[Item]) -> int:
+        """Read entries of the window again after their headline or lead changed; how many were.
+
+        An outlet editing a story keeps the entry in its cluster, but later
+        entries must be compared with what it says now, as they would be in a
+        window primed from the stored texts. Its features are made from the
+        new text with the statistics as they are, without observing it: an
+        edit is not one more report (counted again, its words would weigh
+        less and its outlet's kickers look more common). The entry keeps its
+        cluster and its place in time (the store never moves a publication
+        time); entries not in the window are ignored.
+        """
+        held = self._state.features
+        fresh = [self._reread(item, held[item.id]) for item in items if item.id in held]
+        self._state.refresh(fresh)
+        return len(fresh)
+
+    def _reread(self, item: Item, old: Features) -> Features:
+        """`item`'s features in the place of `old`, weighed by the statistics as they are."""
+        item = replace(item, published=old.published)
+        return reread(item, self.boilerplate, self.frequencies, self.tuning)
 
     def _normalized(
         self, items: Iterable[Item], count: int | None = None

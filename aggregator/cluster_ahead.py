@@ -3,13 +3,16 @@
 Normalization (outlet boilerplate, tokens, stems, IDF weights) is about half
 of the matcher's cost per entry, and it depends only on the entries before it,
 never on a clustering decision. So while this process decides where entry n
-goes, a worker process can already normalize entries n+1, n+2, ...: a batch
-run uses two cores. The worker starts from the clusterer's own boilerplate
-model and document frequencies, sees the entries in the same order, and hands
-its boilerplate model back every `EPOCH` chunks and at the end, so the
-features, the decisions and the state left behind are exactly those of
+goes, a worker process can already analyze the text of entries n+1, n+2, ...:
+a batch run uses two cores. The worker does `cluster_score.analyze` (outlet
+boilerplate, tokens, stems: the text alone); this process does `weigh` (the
+document frequencies and IDF weights, cheap), which keeps the two processes'
+work about even and leaves the worker without a copy of the frequencies. The
+worker starts from the clusterer's own boilerplate model, sees the entries in
+the same order, and hands its model back every `EPOCH` chunks and at the end,
+so the features, the decisions and the state left behind are exactly those of
 normalizing in this process (the tests compare both). Off by default
-(`cluster.parallel`): the worker holds its own caches, 100-180 MB on a big
+(`cluster.parallel`): the worker holds its own caches, about 100 MB on a big
 batch.
 
 The worker is started with "forkserver", never "fork": the caller may run
@@ -34,13 +37,14 @@ from typing import Any, TypeVar
 
 from aggregator import text
 from aggregator.cluster_score import (
-    LEVEL_OF,
-    WEIGHT_LEVELS,
+    Analysis,
     DocumentFrequencies,
     Features,
     Item,
     Tuning,
+    analyze,
     featurize,
+    weigh,
 )
 from aggregator.parent_watch import exit_with
 
@@ -57,7 +61,7 @@ IN_FLIGHT = 4
 EPOCH = 20
 
 _ItemRow = tuple[int, str, str, str, datetime, str | None, str | None]
-# A chunk of features as the worker sends it: the tokens it had not sent
+# A chunk of analyses as the worker sends it: the tokens it had not sent
 # before (in this epoch), one tuple per entry (see `_encode`), and at the end
 # of an epoch the boilerplate model after the chunk's entries.
 _Chunk = tuple[list[str], list[tuple[Any, ...]], text.BoilerplateModel | None]
@@ -76,7 +80,6 @@ class _Worker:
     """The worker process's state: set by `_start`, advanced by every `_normalize`."""
 
     boilerplate: text.BoilerplateModel
-    frequencies: DocumentFrequencies
     tuning: Tuning
     epoch: int  # chunks per epoch: `EPOCH` as the starting process has it
     # Token -> its number in this epoch, numbered as first sent.
@@ -87,21 +90,15 @@ class _Worker:
 _worker: _Worker | None = None
 
 
-def _start(
-    parent: int,
-    boilerplate: text.BoilerplateModel,
-    frequencies: DocumentFrequencies,
-    tuning: Tuning,
-    epoch: int,
-) -> None:
-    """Worker initializer: the clusterer's statistics as they were when the batch began."""
+def _start(parent: int, boilerplate: text.BoilerplateModel, tuning: Tuning, epoch: int) -> None:
+    """Worker initializer: the clusterer's boilerplate model as it was when the batch began."""
     global _worker
     exit_with(parent)  # a SIGKILLed run leaves no worker behind
-    _worker = _Worker(boilerplate, frequencies, tuning, epoch)
+    _worker = _Worker(boilerplate, tuning, epoch)
 
 
 def _normalize(rows: list[_ItemRow]) -> _Chunk:
-    """Worker task: the next entries' features, in order, encoded by `_encode`."""
+    """Worker task: the next entries' analyses, in order, encoded by `_encode`."""
     worker = _worker
     assert worker is not None, "worker not started"
     if worker.chunks % worker.epoch == 0:
@@ -109,41 +106,27 @@ def _normalize(rows: list[_ItemRow]) -> _Chunk:
     worker.chunks += 1
     known = len(worker.vocabulary)
     number, boilerplate = worker.vocabulary.__getitem__, worker.boilerplate
-    encoded = [
-        _encode(featurize(Item(*row), boilerplate, worker.frequencies, worker.tuning), number)
-        for row in rows
-    ]
+    encoded = [_encode(analyze(Item(*row), boilerplate, worker.tuning), number) for row in rows]
     snapshot = worker.boilerplate if worker.chunks % worker.epoch == 0 else None
     return list(itertools.islice(worker.vocabulary, known, None)), encoded, snapshot
 
 
-def _encode(features: Features, number: Callable[[str], int]) -> tuple[Any, ...]:
-    """Features as plain values, every token as its number and every weight as its level.
+def _encode(found: Analysis, number: Callable[[str], int]) -> tuple[Any, ...]:
+    """An analysis as plain values, every token as its number in the epoch's vocabulary.
 
-    Tokens travel once per epoch, then as numbers, and weights as their index
-    in `WEIGHT_LEVELS`: the receiving side then shares one string per token
-    and one float per level across all entries, as `featurize` does, instead
-    of unpickling its own copies entry by entry (about 1 KB an entry).
+    Tokens travel once per epoch, then as numbers: the receiving side then
+    shares one string per token across all entries, as `featurize` does,
+    instead of unpickling its own copies entry by entry (about 1 KB an entry).
     """
-    weights = features.weights
     return (
-        features.id,
-        features.published,
-        features.canonical_url,
-        features.language,
-        features.title,
-        features.lead,
-        array("I", map(number, features.title_numbers)).tobytes(),
-        array("I", map(number, features.title_tokens)).tobytes(),
-        array("I", map(number, weights)).tobytes(),
-        array("H", map(LEVEL_OF.__getitem__, weights.values())).tobytes(),
-        features.title_mass,
-        features.index_mass,
-        features.title_norm,
-        features.weighed_at,
-        features.hours,
-        features.text_key,
-        features.title_is_weak,
+        found.language,
+        found.title,
+        found.lead,
+        array("I", map(number, found.title_numbers)).tobytes(),
+        array("I", map(number, found.title_tokens)).tobytes(),
+        array("I", map(number, found.index_tokens)).tobytes(),
+        found.text_key,
+        found.title_is_weak,
     )
 
 
@@ -165,23 +148,14 @@ def _row(item: Item) -> _ItemRow:
     )
 
 
-def _decode(row: tuple[Any, ...], vocabulary: list[str]) -> Features:
-    """The features `_encode` sent, tokens looked up in the epoch's `vocabulary`.
-
-    The tokens are the vocabulary's strings, shared by all the epoch's entries.
-    """
-    (id_, published, url, language, title, lead, numbers, tokens, keys, levels, *rest) = row
+def _decode(row: tuple[Any, ...], vocabulary: list[str]) -> Analysis:
+    """The analysis `_encode` sent, tokens looked up in the epoch's `vocabulary`."""
+    language, title, lead, numbers, title_tokens, index_tokens, text_key, weak = row
     token = vocabulary.__getitem__
-    weights = dict(
-        zip(
-            map(token, array("I", keys)),
-            map(WEIGHT_LEVELS.__getitem__, array("H", levels)),
-            strict=True,
-        )
-    )
-    return Features(
-        id_, published, url, language, title, lead, tuple(map(token, array("I", numbers))),
-        tuple(map(token, array("I", tokens))), weights, *rest,
+    return Analysis(
+        language, title, lead, tuple(map(token, array("I", numbers))),
+        tuple(map(token, array("I", title_tokens))), tuple(map(token, array("I", index_tokens))),
+        text_key, weak,
     )  # fmt: skip
 
 
@@ -231,7 +205,7 @@ class AheadNormalizer:
             1,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_start,
-            initargs=(os.getpid(), self.boilerplate, self._frequencies, self._tuning, self._epoch),
+            initargs=(os.getpid(), self.boilerplate, self._tuning, self._epoch),
         )
         handed_over = False
         try:
@@ -265,15 +239,13 @@ class AheadNormalizer:
         self._received += 1
         vocabulary = self._vocabulary
         vocabulary.extend(new_tokens)
-        arrive, observe = self._arrive, self._frequencies.observe
+        arrive, frequencies = self._arrive, self._frequencies
         sent, yielded = self._sent, self._yielded
         for row in rows:
-            features = _decode(row, vocabulary)
-            arrive(features.published)
-            observe(features.weights.keys())  # as `featurize` did in the worker
             item = sent.popleft()
+            arrive(item.published)
             yielded.append((item.outlet, item.title))
-            yield features
+            yield weigh(item, _decode(row, vocabulary), frequencies)
         if snapshot is not None:  # the model after every entry yielded so far
             self.boilerplate = snapshot
             yielded.clear()

@@ -170,8 +170,6 @@ class DocumentFrequencies:
 STEPS = 1000
 # IDF stays below 64 up to e^63 items.
 WEIGHT_LEVELS = [step / STEPS for step in range(64 * STEPS)]
-# A weight's level: the whole number of thousandths it stands for.
-LEVEL_OF = {weight: level for level, weight in enumerate(WEIGHT_LEVELS)}
 
 
 def _weigh(
@@ -207,8 +205,8 @@ def reweigh(features: Features, frequencies: DocumentFrequencies) -> Features:
 
 
 @dataclass(frozen=True, slots=True)
-class _Text:
-    """What an item's headline and lead say, whatever the outlet and the time."""
+class Analysis:
+    """What an item's headline and lead say, whatever the outlet, the time and the statistics."""
 
     language: str
     title: str
@@ -240,9 +238,9 @@ class _AnalysisCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._analyses: OrderedDict[bytes, _Text] = OrderedDict()
+        self._analyses: OrderedDict[bytes, Analysis] = OrderedDict()
 
-    def __call__(self, headline: str, summary: str, language: str | None, limit: int) -> _Text:
+    def __call__(self, headline: str, summary: str, language: str | None, limit: int) -> Analysis:
         key = _digest(str(language), str(limit), headline, summary)
         analyses = self._analyses
         found = analyses.get(key)
@@ -255,7 +253,7 @@ class _AnalysisCache:
         return found
 
 
-def _analyze_texts(headline: str, summary: str, language: str | None, lead_tokens: int) -> _Text:
+def _analyze_texts(headline: str, summary: str, language: str | None, lead_tokens: int) -> Analysis:
     """Normalize a headline (boilerplate already removed) and a lead."""
     language = text.language_code(language) or text.guess_language(headline, lead=summary)
     lead = text.tokens(summary, language)[:lead_tokens]
@@ -265,7 +263,7 @@ def _analyze_texts(headline: str, summary: str, language: str | None, lead_token
         title = lead[:20]
     title_tokens = tuple(dict.fromkeys(title))
     title_text, lead_text = " ".join(title), " ".join(lead)
-    return _Text(
+    return Analysis(
         language=language,
         title=title_text,
         lead=lead_text,
@@ -287,12 +285,44 @@ def featurize(
     item: Item, boilerplate: text.BoilerplateModel, frequencies: DocumentFrequencies, tuning: Tuning
 ) -> Features:
     """Normalize an item once, observing its title and tokens in the running statistics."""
+    return weigh(item, analyze(item, boilerplate, tuning), frequencies)
+
+
+def analyze(item: Item, boilerplate: text.BoilerplateModel, tuning: Tuning) -> Analysis:
+    """The first half of `featurize`: the item's text, its title observed in `boilerplate`.
+
+    Apart from `weigh` because it needs no document frequencies: a second
+    process can analyze entries ahead of the matcher (`cluster_ahead`).
+    """
     boilerplate.observe(item.outlet, item.title)
+    return _read(item, boilerplate, tuning)
+
+
+def weigh(item: Item, found: Analysis, frequencies: DocumentFrequencies) -> Features:
+    """The second half of `featurize`: the analysis observed in `frequencies`, then weighed."""
+    frequencies.observe(found.index_tokens)
+    return _weighed(item, found, frequencies)
+
+
+def reread(
+    item: Item, boilerplate: text.BoilerplateModel, frequencies: DocumentFrequencies, tuning: Tuning
+) -> Features:
+    """`featurize` for an item observed before, whose text changed: nothing is observed again.
+
+    An edit is not one more report: counted again, its words would weigh less
+    and its outlet's kickers would look more common.
+    """
+    return _weighed(item, _read(item, boilerplate, tuning), frequencies)
+
+
+def _read(item: Item, boilerplate: text.BoilerplateModel, tuning: Tuning) -> Analysis:
     raw_title = item.title.strip()
     # Outlet boilerplate ("| site.example") says nothing about the event or the language.
     headline = boilerplate.strip(item.outlet, raw_title) if raw_title else ""
-    found = _analyze(headline, item.summary, item.language, tuning.lead_tokens)
-    frequencies.observe(found.index_tokens)
+    return _analyze(headline, item.summary, item.language, tuning.lead_tokens)
+
+
+def _weighed(item: Item, found: Analysis, frequencies: DocumentFrequencies) -> Features:
     weights, mass, norm, total = _weigh(found.index_tokens, found.title_tokens, frequencies)
     return Features(
         id=item.id,

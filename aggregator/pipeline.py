@@ -30,7 +30,7 @@ from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet, Par
 from aggregator.parse.normalize import describe
 from aggregator.parse_pool import Parsers
 from aggregator.store import Fetched, SaveResult, Store
-from aggregator.store.dashboard import apply_corrections
+from aggregator.store.dashboard import DashboardStore, apply_corrections
 from aggregator.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,24 @@ def scheduled_period(digest: DigestSettings, now: datetime) -> tuple[datetime, d
     """The latest completed period of a digest: `period` long, ending at its last fire time."""
     end = latest_fire(digest, now)
     return end - digest.period_delta, end
+
+
+@dataclass
+class _Warm:
+    """A matcher kept between runs, and which version of each entry's text it read.
+
+    The version is the entry's content hash: a fetch that changes an entry's
+    text stores a new one and keeps the entry's cluster (`Store.save_fetches`).
+    """
+
+    clusterer: Clusterer
+    read: dict[int, str] = field(default_factory=dict)
+
+    def item(self, entry: Entry) -> Item:
+        """The matcher's view of a stored entry, noting which version of its text it is."""
+        item = Item.from_entry(entry)
+        self.read[item.id] = entry.content_hash
+        return item
 
 
 # What the writer reports back for a result: the feed, what the fetch gave,
@@ -279,7 +297,7 @@ class Pipeline:
         self.store = store
         self.clock = clock
         # The matcher state of the last clustering run, and how often one was primed.
-        self._warm: Clusterer | None = None
+        self._warm: _Warm | None = None
         self.primed = 0
 
     def sync_config(self) -> None:
@@ -349,12 +367,13 @@ class Pipeline:
         if not page:
             apply_corrections(self.store)
             return 0
-        clusterer = self._clusterer_from(page[0].published)
         # Until this run has committed, the database alone says what is clustered.
-        self._warm = None
+        kept, self._warm = self._warm, None
+        warm = self._clusterer_from(kept, page[0].published)
+        clusterer = warm.clusterer
         # How many wait decides whether a second process pays; counted only if one may run.
         waiting = self.store.count_unclustered() if self.settings.cluster.parallel else None
-        items = map(Item.from_entry, self._pages_from(page))
+        items = map(warm.item, self._pages_from(page))
         assigned = 0
         with contextlib.closing(clusterer.add_many(items, waiting)) as matches:
             while batch := list(itertools.islice(matches, CLUSTER_BATCH)):
@@ -365,7 +384,7 @@ class Pipeline:
                     break
         # Editors' splits and merges overrule the matcher, also after a recluster.
         apply_corrections(self.store)
-        self._warm = clusterer
+        self._warm = warm
         return assigned
 
     def _pages_from(self, page: list[Entry]) -> Iterator[Entry]:
@@ -380,8 +399,8 @@ class Pipeline:
             yield from page
             page = self.store.unclustered(limit=CLUSTER_BATCH, after=page[-1])
 
-    def _clusterer_from(self, first: datetime) -> Clusterer:
-        """A matcher holding the window before `first`: the last run's, or one primed anew.
+    def _clusterer_from(self, warm: _Warm | None, first: datetime) -> _Warm:
+        """A matcher holding the window before `first`: the last run's (`warm`), or one primed anew.
 
         Priming reads and normalizes every entry of the window, which for a
         big installation is 72 hours of entries and seconds of CPU on every
@@ -389,20 +408,45 @@ class Pipeline:
         again while the database, from where priming would start, shows
         exactly the assignments it holds: nobody clustered, split or merged
         anything in its window since, and no entry it evicted is needed again.
-        It has seen the entries in the order one batch run would.
+        It has seen the entries in the order one batch run would. An entry
+        whose text a fetch changed since (this process's or another's: the
+        database says which) it reads again, keeping its cluster, so that
+        later entries are compared with what the entry says now.
         """
         since = first - self.settings.cluster.window_delta
-        warm = self._warm
         if warm is not None:
-            oldest, held = warm.assignments()
-            if oldest is not None and self.store.cluster_assignments(min(oldest, since)) == held:
-                return warm
-        clusterer = Clusterer(self.settings.cluster)
-        clusterer.prime_many(
-            [(Item.from_entry(entry), match) for entry, match in self.store.clustered_since(since)]
+            oldest, held = warm.clusterer.assignments()
+            if oldest is not None:
+                stored = self.store.cluster_assignments(min(oldest, since))
+                if len(stored) == len(held) and all(
+                    held.get(entry_id) == cluster_id for entry_id, (cluster_id, _) in stored.items()
+                ):
+                    self._reread_edited(warm, stored)
+                    return warm
+        warm = _Warm(Clusterer(self.settings.cluster))
+        warm.clusterer.prime_many(
+            [(warm.item(entry), match) for entry, match in self.store.clustered_since(since)]
         )
         self.primed += 1
-        return clusterer
+        return warm
+
+    def _reread_edited(self, warm: _Warm, stored: dict[int, tuple[int, str]]) -> None:
+        """Refresh the kept matcher's entries whose stored text is not the version it read.
+
+        `stored` is the window's entries with their versions; what left it is
+        forgotten. Edits are a few entries a pass, read by id: priming the
+        whole window again for them would cost seconds of CPU on most passes.
+        """
+        edited = [i for i, (_, version) in stored.items() if warm.read.get(i) != version]
+        warm.read = {i: version for i, (_, version) in stored.items()}
+        if not edited:
+            return
+        data = DashboardStore(self.store)
+        entries = itertools.chain.from_iterable(
+            data.entries_by_id(edited[start : start + CLUSTER_BATCH]).values()
+            for start in range(0, len(edited), CLUSTER_BATCH)
+        )
+        warm.clusterer.refresh(map(warm.item, entries))
 
     def recluster(self, since: datetime) -> tuple[int, int]:
         """Rebuild the clusters touching [since, now) (after a threshold change).

@@ -1,13 +1,23 @@
-"""The service keeps its matcher between runs, and primes a new one when the database moved on."""
+"""The service keeps its matcher between runs, and primes a new one when the database moved on.
+
+An entry a fetch edits keeps its cluster, so the kept matcher reads it again
+instead: later entries are compared with what it says now.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from xml.sax.saxutils import escape
 
 import pytest
+from feedserver import FeedServer
+from test_fetch import make_settings
 
 from aggregator import pipeline as pipeline_module
-from aggregator.cluster import Item, cluster_items
+from aggregator.cluster import Clusterer, Item, cluster_items
 from aggregator.config import ClusterSettings, Settings
 from aggregator.models import Entry, Feed, Outlet
 from aggregator.pipeline import Pipeline
@@ -131,3 +141,94 @@ def test_a_stopped_run_commits_its_batch_and_the_next_run_goes_on_from_there(
     assert pipeline.cluster() == len(REPORTS) - 2
     assert pipeline.primed == 1  # went on with the stopped run's matcher
     assert len(_grouping(store)) == 2
+
+
+# -- entries edited after they were clustered --------------------------------------
+
+OLD, NEW = REPORTS[1], REPORTS[0]  # a headline and lead replaced by the outlet
+NEW_ELSEWHERE, OLD_ELSEWHERE = REPORTS[2], REPORTS[3]  # other outlets' words for each
+
+
+def _item(number: int, report: tuple[str, str], minutes: int = 0) -> Item:
+    title, lead = report
+    return Item(number, f"o{number}", title, lead, T0 + timedelta(minutes=minutes), language="de")
+
+
+@pytest.mark.parametrize("granularity", ["event", "story"])
+def test_a_refreshed_entry_is_compared_with_its_new_text(granularity: str) -> None:
+    clusterer = Clusterer(ClusterSettings(granularity=granularity))
+    clusterer.add(_item(1, OLD))
+    old_tokens = set(clusterer._state.index.tokens_of(1))
+    documents = clusterer.frequencies.documents
+
+    assert clusterer.refresh([_item(1, NEW), _item(99, NEW)]) == 1  # 99 is not in the window
+    assert clusterer.frequencies.documents == documents  # the edit is not one more report
+    new_tokens = set(clusterer._state.index.tokens_of(1))
+    assert new_tokens and not new_tokens & old_tokens
+    if granularity == "story":
+        assert set(clusterer._state.clusters[1].profile) <= new_tokens
+    assert clusterer.add(_item(2, NEW_ELSEWHERE, 20)).cluster_id == 1
+    assert clusterer.add(_item(3, OLD_ELSEWHERE, 40)).cluster_id != 1
+    # Nor does a copy of the old text find it as an exact duplicate.
+    assert clusterer.add(_item(4, OLD, 60)).cluster_id != 1
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"), [(False, "same normalized text"), (True, "same canonical URL")]
+)
+def test_a_copy_that_gave_up_its_key_leaves_it_to_the_other_copies(url: bool, reason: str) -> None:
+    def copy(number: int, report: tuple[str, str], page: str) -> Item:
+        item = _item(number, report, 10 * number)
+        return replace(item, canonical_url=f"https://o.example/{page}" if url else None)
+
+    clusterer = Clusterer(EVENT)
+    clusterer.add(copy(1, OLD, "a"))
+    assert clusterer.add(copy(2, OLD, "a")).matched_id == 1  # a copy, same text and URL
+    clusterer.refresh([copy(2, NEW, "b")])
+
+    third = clusterer.add(copy(3, OLD, "a"))
+    assert (third.matched_id, third.reason) == (1, reason)
+    fourth = clusterer.add(copy(4, NEW, "b"))
+    assert (fourth.matched_id, fourth.reason) == (2, reason)
+
+
+def _rss(number: int, report: tuple[str, str], minutes: int) -> str:
+    title, lead = (escape(part) for part in report)
+    published = format_datetime(T0 + timedelta(minutes=minutes))
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f'<title>o{number}</title><item><guid isPermaLink="false">g{number}</guid>'
+        f"<title>{title}</title>"
+        f"<description>{lead}</description><pubDate>{published}</pubDate></item>"
+        "</channel></rss>"
+    )
+
+
+def _serve(server: FeedServer, store: Store, number: int, report: tuple[str, str]) -> None:
+    """Outlet `number` lists one entry, published `number` * 20 minutes after T0."""
+    url = server.add(f"/o{number}.xml", _rss(number, report, 20 * number))
+    store.add_feed(url, Outlet(f"o{number}"), source="config", interval_seconds=60, now=T0)
+
+
+@pytest.mark.parametrize("edited_by", ["the service", "another process"])
+def test_the_kept_matcher_reads_an_edited_entry_again(
+    feed_server: FeedServer, database_url: str, edited_by: str
+) -> None:
+    store = Store(database_url)
+    settings = Settings(cluster=EVENT, fetch=make_settings())
+    service = Pipeline(settings, store, clock=lambda: T0 + timedelta(hours=2))
+    _serve(feed_server, store, 0, OLD)
+    asyncio.run(service.fetch(all_feeds=True))
+    assert service.cluster() == 1
+
+    _serve(feed_server, store, 0, NEW)
+    # A cron `run --once` beside the service is another process: another Pipeline.
+    fetcher = service if edited_by == "the service" else Pipeline(settings, store, service.clock)
+    assert asyncio.run(fetcher.fetch(all_feeds=True)).updated == 1
+    _serve(feed_server, store, 1, NEW_ELSEWHERE)
+    _serve(feed_server, store, 2, OLD_ELSEWHERE)
+    asyncio.run(service.fetch(all_feeds=True))
+    assert service.cluster() == 2
+
+    assert service.primed == 1  # the kept matcher went on
+    assert _grouping(store) == {frozenset({"g0", "g1"}), frozenset({"g2"})}

@@ -575,11 +575,18 @@ class Store:
         with self._tx() as conn:
             return [(_entry(row), _match(row)) for row in conn.execute(query).mappings()]
 
-    def cluster_assignments(self, since: datetime) -> dict[int, int]:
-        """Entry id -> cluster id of every clustered entry published since `since`."""
-        query = select(entries.c.id, entries.c.cluster_id).where(*_clustered_since(since))
+    def cluster_assignments(self, since: datetime) -> dict[int, tuple[int, str]]:
+        """Entry id -> (cluster id, content hash) of every clustered entry published since `since`.
+
+        What a matcher kept between runs compares with the window it holds:
+        the assignments it must agree with, and which entries' text changed
+        since it read them (a fetch updates an entry in place, keeping its cluster).
+        """
+        query = select(entries.c.id, entries.c.cluster_id, entries.c.content_hash).where(
+            *_clustered_since(since)
+        )
         with self._tx() as conn:
-            return {row.id: row.cluster_id for row in conn.execute(query)}
+            return {row.id: (row.cluster_id, row.content_hash) for row in conn.execute(query)}
 
     def save_matches(self, matches: Iterable[Match], merges: Sequence[Merged] = ()) -> int:
         """Record cluster assignments and merges, and refresh the touched clusters, atomically.
