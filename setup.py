@@ -1,4 +1,4 @@
-"""Build of the one compiled module, the matcher's index (everything else is in pyproject.toml)."""
+"""Build of the matcher's compiled modules (everything else is in pyproject.toml)."""
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -11,7 +11,12 @@ setup(
                 ["aggregator/cluster_index.pyx"],
                 language="c++",
                 extra_compile_args=["-O2", "-std=c++17"],
-            )
+            ),
+            Extension(
+                "aggregator.cluster_weights",
+                ["aggregator/cluster_weights.pyx"],
+                extra_compile_args=["-O2"],
+            ),
         ],
         compiler_directives={"language_level": "3"},
     )

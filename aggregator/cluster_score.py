@@ -18,7 +18,7 @@ from datetime import datetime
 
 from rapidfuzz import fuzz
 
-from aggregator import text
+from aggregator import cluster_weights, text
 from aggregator.models import Entry
 
 
@@ -176,19 +176,8 @@ def _weigh(
     tokens: Iterable[str], title_tokens: tuple[str, ...], frequencies: DocumentFrequencies
 ) -> tuple[dict[str, float], float, float, float]:
     """Weights by token, and the title's mass and length, and the total mass."""
-    # `DocumentFrequencies.idf` inlined: this runs for every token of every item.
-    documents, counts, log = frequencies.documents + 1, frequencies.counts, math.log
-    levels = WEIGHT_LEVELS
-    weights = {
-        token: levels[round((log(documents / (counts.get(token, 0) + 1)) + 1.0) * STEPS)]
-        for token in tokens
-    }
-    title_weights = [weights[token] for token in title_tokens]
-    return (
-        weights,
-        sum(title_weights),
-        math.sqrt(sum(w * w for w in title_weights)),
-        sum(weights.values()),
+    return cluster_weights.weigh(
+        tokens, title_tokens, frequencies.counts, frequencies.documents, WEIGHT_LEVELS, STEPS
     )
 
 
