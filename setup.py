@@ -13,8 +13,13 @@ setup(
                 extra_compile_args=["-O2", "-std=c++17"],
             ),
             Extension(
-                "aggregator.cluster_weights",
-                ["aggregator/cluster_weights.pyx"],
+                "aggregator.cluster_tokens",
+                ["aggregator/cluster_tokens.pyx"],
+                extra_compile_args=["-O2"],
+            ),
+            Extension(
+                "aggregator.token_codec",
+                ["aggregator/token_codec.pyx"],
                 extra_compile_args=["-O2"],
             ),
         ],

@@ -26,8 +26,7 @@ import itertools
 import logging
 import multiprocessing
 import os
-from array import array
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from aggregator import text
+from aggregator import text, token_codec
 from aggregator.cluster_score import (
     Analysis,
     DocumentFrequencies,
@@ -70,11 +69,6 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-def _numbering() -> defaultdict[str, int]:
-    """A table that numbers each new key as it is first looked up: 0, 1, 2, ..."""
-    return defaultdict(itertools.count().__next__)
-
-
 @dataclass
 class _Worker:
     """The worker process's state: set by `_start`, advanced by every `_normalize`."""
@@ -83,7 +77,7 @@ class _Worker:
     tuning: Tuning
     epoch: int  # chunks per epoch: `EPOCH` as the starting process has it
     # Token -> its number in this epoch, numbered as first sent.
-    vocabulary: defaultdict[str, int] = field(default_factory=_numbering)
+    vocabulary: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
 
 
@@ -102,29 +96,32 @@ def _normalize(rows: list[_ItemRow]) -> _Chunk:
     worker = _worker
     assert worker is not None, "worker not started"
     if worker.chunks % worker.epoch == 0:
-        worker.vocabulary = _numbering()
+        worker.vocabulary = {}
     worker.chunks += 1
-    known = len(worker.vocabulary)
-    number, boilerplate = worker.vocabulary.__getitem__, worker.boilerplate
-    encoded = [_encode(analyze(Item(*row), boilerplate, worker.tuning), number) for row in rows]
+    new: list[str] = []
+    boilerplate, vocabulary = worker.boilerplate, worker.vocabulary
+    encoded = [
+        _encode(analyze(Item(*row), boilerplate, worker.tuning), vocabulary, new) for row in rows
+    ]
     snapshot = worker.boilerplate if worker.chunks % worker.epoch == 0 else None
-    return list(itertools.islice(worker.vocabulary, known, None)), encoded, snapshot
+    return new, encoded, snapshot
 
 
-def _encode(found: Analysis, number: Callable[[str], int]) -> tuple[Any, ...]:
-    """An analysis as plain values, every token as its number in the epoch's vocabulary.
+def _encode(found: Analysis, vocabulary: dict[str, int], new: list[str]) -> tuple[Any, ...]:
+    """An analysis as plain values, its tokens as numbers in the epoch's `vocabulary`.
 
-    Tokens travel once per epoch, then as numbers: the receiving side then
-    shares one string per token across all entries, as `featurize` does,
-    instead of unpickling its own copies entry by entry (about 1 KB an entry).
+    Tokens travel once per epoch (in `new`), then as numbers: the receiving
+    side then shares one string per token across all entries, as `featurize`
+    does, instead of unpickling its own copies entry by entry (about 1 KB an
+    entry).
     """
     return (
         found.language,
         found.title,
         found.lead,
-        array("I", map(number, found.title_numbers)).tobytes(),
-        array("I", map(number, found.title_tokens)).tobytes(),
-        array("I", map(number, found.index_tokens)).tobytes(),
+        token_codec.encode(found.title_numbers, vocabulary, new),
+        token_codec.encode(found.title_tokens, vocabulary, new),
+        token_codec.encode(found.index_tokens, vocabulary, new),
         found.text_key,
         found.title_is_weak,
     )
@@ -151,11 +148,10 @@ def _row(item: Item) -> _ItemRow:
 def _decode(row: tuple[Any, ...], vocabulary: list[str]) -> Analysis:
     """The analysis `_encode` sent, tokens looked up in the epoch's `vocabulary`."""
     language, title, lead, numbers, title_tokens, index_tokens, text_key, weak = row
-    token = vocabulary.__getitem__
+    decode = token_codec.decode
     return Analysis(
-        language, title, lead, tuple(map(token, array("I", numbers))),
-        tuple(map(token, array("I", title_tokens))), tuple(map(token, array("I", index_tokens))),
-        text_key, weak,
+        language, title, lead, decode(numbers, vocabulary), decode(title_tokens, vocabulary),
+        decode(index_tokens, vocabulary), text_key, weak,
     )  # fmt: skip
 
 

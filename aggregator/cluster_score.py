@@ -18,7 +18,7 @@ from datetime import datetime
 
 from rapidfuzz import fuzz
 
-from aggregator import cluster_weights, text
+from aggregator import cluster_tokens, text
 from aggregator.models import Entry
 
 
@@ -139,9 +139,9 @@ class DocumentFrequencies:
         self.counts: Counter[str] = Counter()
         self.max_tokens = max_tokens
 
-    def observe(self, tokens: Iterable[str]) -> None:
+    def observe(self, tokens: tuple[str, ...]) -> None:
         self.documents += 1
-        self.counts.update(tokens)
+        cluster_tokens.count(self.counts, tokens)
         if len(self.counts) > self.max_tokens:
             for token in [t for t, n in self.counts.items() if n <= 1]:
                 del self.counts[token]
@@ -176,7 +176,7 @@ def _weigh(
     tokens: Iterable[str], title_tokens: tuple[str, ...], frequencies: DocumentFrequencies
 ) -> tuple[dict[str, float], float, float, float]:
     """Weights by token, and the title's mass and length, and the total mass."""
-    return cluster_weights.weigh(
+    return cluster_tokens.weigh(
         tokens, title_tokens, frequencies.counts, frequencies.documents, WEIGHT_LEVELS, STEPS
     )
 
@@ -365,19 +365,12 @@ def overlap(a: Features, b: Features) -> float:
 
     Paraphrasing outlets keep the rare words (names, places, numbers) of an
     event even when word order and framing differ; the headline of one report
-    usually reappears in the other's headline or lead.
+    usually reappears in the other's headline or lead. Each side is the
+    IDF-weighted share of its headline tokens found anywhere in the other.
     """
-    return 50.0 * (_containment(a, b) + _containment(b, a))
-
-
-def _containment(part: Features, whole: Features) -> float:
-    """IDF-weighted share of `part`'s headline tokens found anywhere in `whole`."""
-    if not part.title_mass:
-        return 0.0
-    weights, found = part.weights, whole.weights
-    # Summed in headline order, not over a set: a set's order depends on the
-    # process's string hash seed, and so would the last bits of the sum.
-    return sum([weights[t] for t in part.title_tokens if t in found]) / part.title_mass
+    return cluster_tokens.overlap(
+        a.title_tokens, a.weights, a.title_mass, b.title_tokens, b.weights, b.title_mass
+    )
 
 
 def _penalty(a: Features, b: Features, tuning: Tuning) -> tuple[float, bool]:

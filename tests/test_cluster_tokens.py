@@ -1,4 +1,4 @@
-"""The compiled weighing against the formula it implements, written out in Python."""
+"""The compiled token loops against the formulas they implement, written out in Python."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.cluster_score import STEPS, WEIGHT_LEVELS
-from aggregator.cluster_weights import weigh
+from aggregator.cluster_tokens import count, overlap, weigh
 
 WORDS = [f"w{n}" for n in range(12)]
 
@@ -61,3 +61,42 @@ def test_a_rarer_token_weighs_more_and_an_unseen_one_most() -> None:
 def test_counts_must_be_a_dict() -> None:
     with pytest.raises(TypeError, match="counts must be a dict"):
         weigh(["a"], (), [("a", 1)], 1, WEIGHT_LEVELS, STEPS)  # type: ignore[arg-type]
+
+
+@given(st.lists(st.lists(st.sampled_from(WORDS), max_size=8), max_size=8))
+def test_counting_is_counter_update(documents: list[list[str]]) -> None:
+    counts: Counter[str] = Counter()
+    for tokens in documents:
+        count(counts, tuple(tokens))
+    assert counts == Counter(token for tokens in documents for token in tokens)
+
+
+def containment_in_python(
+    title: tuple[str, ...], weights: dict[str, float], mass: float, found: dict[str, float]
+) -> float:
+    return sum([weights[t] for t in title if t in found]) / mass if mass else 0.0
+
+
+@given(
+    a=st.dictionaries(st.sampled_from(WORDS), st.sampled_from(WEIGHT_LEVELS[1000:9000])),
+    b=st.dictionaries(st.sampled_from(WORDS), st.sampled_from(WEIGHT_LEVELS[1000:9000])),
+    data=st.data(),
+)
+def test_overlap_is_both_containments(
+    a: dict[str, float], b: dict[str, float], data: st.DataObject
+) -> None:
+    a_title = tuple(data.draw(st.lists(st.sampled_from(sorted(a)), unique=True)) if a else [])
+    b_title = tuple(data.draw(st.lists(st.sampled_from(sorted(b)), unique=True)) if b else [])
+    a_mass, b_mass = sum(a[t] for t in a_title), sum(b[t] for t in b_title)
+    expected = 50.0 * (
+        containment_in_python(a_title, a, a_mass, b) + containment_in_python(b_title, b, b_mass, a)
+    )
+    assert overlap(a_title, a, a_mass, b_title, b, b_mass) == expected
+
+
+def test_a_headline_found_whole_in_the_other_counts_fully() -> None:
+    a = {"merz": 2.0, "haushalt": 3.0}
+    b = {"merz": 2.0, "haushalt": 3.0, "streit": 4.0}
+    # a's headline is all in b; b's headline ("streit") is not in a.
+    assert overlap(("merz", "haushalt"), a, 5.0, ("streit",), b, 4.0) == 50.0
+    assert overlap((), {}, 0.0, (), {}, 0.0) == 0.0
