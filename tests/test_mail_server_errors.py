@@ -56,6 +56,19 @@ def test_a_wrong_password_stops_the_run_and_blames_no_subscriber(tmp_path: Path)
         assert _send(config, store, "geheim").sent == len(PEOPLE)
 
 
+def test_a_login_the_server_does_not_offer_stops_the_run_and_blames_no_subscriber(
+    tmp_path: Path,
+) -> None:
+    """A username set for a relay that offers no AUTH: every retry would hear the same."""
+    with SmtpServer() as smtp:
+        config, store = _world(tmp_path, smtp, username="digest", password_env=PASSWORD_ENV)
+        for _ in range(2):
+            with pytest.raises(SmtpRefused, match="AUTH extension not supported"):
+                _send(config, store, "geheim")
+        _nobody_blamed(store)
+        assert smtp.received == []
+
+
 def test_a_refused_sender_address_stops_the_run_and_blames_no_subscriber(
     tmp_path: Path,
 ) -> None:

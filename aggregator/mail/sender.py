@@ -214,6 +214,10 @@ class Sender:
                 if result.outcome is Outcome.PERMANENT:
                     raise SmtpRefused(self.host, "the connection or login", result.answer) from None
                 return Result(result.outcome, result.answer, connection=True)
+            except smtplib.SMTPNotSupportedError as exc:
+                # No AUTH (or no STARTTLS) offered: the settings do not fit this
+                # server, and every retry for days would hear the same.
+                raise SmtpRefused(self.host, "the connection or login", str(exc)) from None
             except (smtplib.SMTPException, OSError) as exc:
                 return self._lost(exc, "failed", connection=True)
         try:
