@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from aggregator.fetch.discover import DiscoveryError, discover_feeds
 from aggregator.mail.commands import register as register_mail
 from aggregator.mail.sender import SmtpConfigError
 from aggregator.models import Feed, FetchResult, Outlet
+from aggregator.parse.normalize import describe
 from aggregator.pipeline import DigestRun, FetchSummary, Pipeline, utcnow
 from aggregator.schedule import EmbeddedServer, Service
 from aggregator.store import Store
@@ -41,6 +43,14 @@ from aggregator.web.accounts import register as register_users
 from aggregator.web.commands import application
 
 DEFAULT_CONFIG = "aggregator.toml"
+
+
+def _without_password(url: str) -> str:
+    """A database URL fit for a terminal or a cron mail: "postgresql://news:***@db/news".
+
+    By pattern, not by parsing: the URL shown may be the malformed one.
+    """
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 class Context:
@@ -56,8 +66,7 @@ class Context:
             try:
                 self._store = Store(self.settings.database_url)
             except (SQLAlchemyError, RuntimeError) as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                fail(f"database {self.settings.database.url}: {reason}")
+                fail(f"database {_without_password(self.settings.database.url)}: {describe(exc)}")
         return self._store
 
     def close(self) -> None:
