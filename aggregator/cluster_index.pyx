@@ -63,6 +63,7 @@ cdef class ClusterIndex:
     cdef vector[int32_t] _free_clusters
     cdef vector[int64_t] _sums  # candidate search: weight shared, by cluster number
     cdef vector[int32_t] _met  # candidate search: cluster numbers with a sum
+    cdef vector[char] _seen  # candidate search: whether a cluster number is in `_met`
 
     def __init__(self, int steps):
         """`steps`: a weight `w` counts as the whole number `round(w * steps)`."""
@@ -107,30 +108,41 @@ cdef class ClusterIndex:
         held.swap(merged)
 
     def remove(self, int64_t cluster_id, dict tokens):
-        """A member with `tokens` leaves `cluster_id`; tokens no member has any more leave."""
+        """A member with `tokens` leaves `cluster_id`; tokens no member has any more leave.
+
+        All or nothing: a token the cluster does not have raises KeyError before
+        anything changes.
+        """
         cdef unordered_map[int64_t, int32_t].iterator found = self._numbers.find(cluster_id)
         if found == self._numbers.end():
             return
         cdef int32_t number = deref(found).second
-        cdef vector[Held]* held = &self._held[number]
         cdef Py_ssize_t pos = 0
         cdef PyObject* key
         cdef PyObject* value
+        cdef vector[int32_t] leaving
+        while PyDict_Next(tokens, &pos, &key, &value):  # every Python call happens here
+            leaving.push_back(self._known_number(<object>key))
+        cdef vector[Held*] entries
+        cdef int32_t token
+        for token in leaving:  # no Python code from here: the pointers stay valid
+            entries.push_back(self._find(number, token))
         cdef Held* entry
         cdef bint emptied = False
-        while PyDict_Next(tokens, &pos, &key, &value):
-            entry = self._find(number, self._known_number(<object>key))
+        for entry in entries:
             entry.count -= 1
             if entry.count == 0:
                 self._unpost(entry.token, entry.at, True)
                 emptied = True
         if emptied:
             self._compact(number)
-        if held.empty():
+        if self._held[number].empty():
             self._release(number)
 
     def merge(self, int64_t absorbed, int64_t into):
         """Every token count of cluster `absorbed` moves to cluster `into`."""
+        if absorbed == into:
+            raise ValueError(f"cluster {absorbed} cannot be merged into itself")
         cdef unordered_map[int64_t, int32_t].iterator found = self._numbers.find(absorbed)
         if found == self._numbers.end():
             return
@@ -169,36 +181,50 @@ cdef class ClusterIndex:
         clusters is too common to say anything and is not counted. `floor` is
         in the same whole units as the sums (weight times `steps`).
         """
+        if wanted <= 0:
+            return []
         cdef Py_ssize_t pos = 0
         cdef PyObject* key
         cdef PyObject* value
         cdef PyObject* number
-        cdef int64_t level
-        cdef vector[int32_t]* posting
-        cdef int32_t cluster
-        cdef int64_t* sums
-        if self._sums.size() < self._held.size():
-            self._sums.resize(self._held.size(), 0)
-        sums = self._sums.data()
-        self._met.clear()
-        while PyDict_Next(weights, &pos, &key, &value):
+        cdef double weight
+        cdef vector[int32_t] terms  # token numbers, then their levels
+        cdef vector[int64_t] levels
+        while PyDict_Next(weights, &pos, &key, &value):  # every Python call happens here
             number = PyDict_GetItem(self._token_ids, <object>key)
             if number == NULL:
                 continue
-            posting = &self._postings[<int32_t><object>number]
+            weight = <object>value
+            if not (0.0 <= weight < 1e12):
+                raise ValueError(f"weight {weight!r} of token {<object>key!r} is not in [0, 1e12)")
+            terms.push_back(<int32_t><object>number)
+            levels.push_back(<int64_t>(weight * self._steps + 0.5))
+        cdef vector[int32_t]* posting
+        cdef int32_t cluster
+        cdef int64_t* sums
+        cdef char* seen
+        cdef size_t t
+        if self._sums.size() < self._held.size():
+            self._sums.resize(self._held.size(), 0)
+            self._seen.resize(self._held.size(), 0)
+        sums, seen = self._sums.data(), self._seen.data()
+        self._met.clear()
+        for t in range(terms.size()):
+            posting = &self._postings[terms[t]]
             if <Py_ssize_t>posting.size() > max_postings:
                 continue
-            level = <int64_t>(<double><object>value * self._steps + 0.5)
             for cluster in posting[0]:
-                if sums[cluster] == 0:
+                if not seen[cluster]:
+                    seen[cluster] = 1
                     self._met.push_back(cluster)
-                sums[cluster] += level
+                sums[cluster] += levels[t]
         cdef vector[Ranked] best
         cdef Ranked ranked
         cdef size_t at
         for cluster in self._met:
             ranked = Ranked(sums[cluster], self._cluster_ids[cluster])
             sums[cluster] = 0
+            seen[cluster] = 0
             if ranked.total < floor:
                 continue
             if <Py_ssize_t>best.size() == wanted and not _before(ranked, best.back()):

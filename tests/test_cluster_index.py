@@ -137,3 +137,33 @@ def test_removing_an_unknown_token_is_an_error_not_a_silent_drift() -> None:
     index.add(1, {"wahl": 2.0})
     with pytest.raises(KeyError, match="nachwahl"):
         index.remove(1, {"nachwahl": 2.0})
+
+
+def test_a_failed_removal_changes_nothing() -> None:
+    index = ClusterIndex(STEPS)
+    index.add(1, {"wahl": 2.0, "merz": 3.0})
+    index.add(2, {"wahl": 2.0})
+    before = index.postings(), index.tokens_of(1)
+    with pytest.raises(KeyError):
+        index.remove(1, {"wahl": 2.0, "merz": 3.0, "nachwahl": 2.0})
+    assert (index.postings(), index.tokens_of(1)) == before
+    index.remove(1, {"wahl": 2.0, "merz": 3.0})
+    assert index.postings() == {"wahl": {2}}
+
+
+def test_a_failed_search_leaves_nothing_behind_for_the_next() -> None:
+    index = ClusterIndex(STEPS)
+    index.add(1, {"wahl": 2.0})
+    index.add(2, {"wahl": 2.0, "merz": 3.0})
+    with pytest.raises(ValueError, match="weight"):
+        index.candidates({"wahl": 2.0, "merz": float("nan")}, 0.0, 2, 10)
+    assert index.candidates({"wahl": 2.0, "merz": 3.0}, 0.0, 2, 10) == [2, 1]
+
+
+def test_odd_requests_are_refused_or_empty() -> None:
+    index = ClusterIndex(STEPS)
+    index.add(1, {"wahl": 2.0})
+    assert index.candidates({"wahl": 2.0}, 0.0, 0, 10) == []
+    with pytest.raises(ValueError, match="itself"):
+        index.merge(1, 1)
+    assert index.tokens_of(1) == {"wahl": 1}
