@@ -193,9 +193,14 @@ def reweigh(features: Features, frequencies: DocumentFrequencies) -> Features:
     )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Analysis:
-    """What an item's headline and lead say, whatever the outlet, the time and the statistics."""
+    """What an item's headline and lead say, whatever the outlet, the time and the statistics.
+
+    Never changed once made (the analysis cache shares it between copies of a
+    text), but not frozen, like `Features`: a frozen dataclass's constructor
+    costs several times more, and one is built for every entry.
+    """
 
     language: str
     title: str
@@ -313,24 +318,13 @@ def _read(item: Item, boilerplate: text.BoilerplateModel, tuning: Tuning) -> Ana
 
 def _weighed(item: Item, found: Analysis, frequencies: DocumentFrequencies) -> Features:
     weights, mass, norm, total = _weigh(found.index_tokens, found.title_tokens, frequencies)
+    # Positional: keyword arguments cost a tenth of this function on its hot path.
     return Features(
-        id=item.id,
-        published=item.published,
-        canonical_url=item.canonical_url,
-        language=found.language,
-        title=found.title,
-        lead=found.lead,
-        title_numbers=found.title_numbers,
-        title_tokens=found.title_tokens,
-        weights=weights,
-        title_mass=mass,
-        index_mass=total,
-        title_norm=norm,
-        weighed_at=frequencies.documents,
-        hours=item.published.timestamp() / 3600,
-        text_key=found.text_key,
-        title_is_weak=found.title_is_weak,
-    )
+        item.id, item.published, item.canonical_url, found.language, found.title, found.lead,
+        found.title_numbers, found.title_tokens, weights, mass, total, norm,
+        frequencies.documents, item.published.timestamp() / 3600, found.text_key,
+        found.title_is_weak,
+    )  # fmt: skip
 
 
 def _fuzzy(
