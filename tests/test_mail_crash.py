@@ -102,10 +102,10 @@ def test_killed_sender_resumes_and_mails_everyone_once(tmp_path: Path) -> None:
     assert statuses == {SENT}
 
 
-def test_claims_left_by_a_killed_sender_are_sent_by_the_next_run(
+def test_claims_left_by_a_killed_sender_are_reported_not_skipped_in_silence(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """`run --once` and `serve` hold the run lock: a claim they find is a dead sender's."""
+    """`run --once` (and `serve`) wait for such a claim to expire, and say so once per run."""
     with SmtpServer() as smtp:
         config = settings(tmp_path, smtp_port=smtp.port)
         store = Store(config.database_url)
@@ -116,16 +116,23 @@ def test_claims_left_by_a_killed_sender_are_sent_by_the_next_run(
         mail.plan("daily", START, END, NOW, message_id=lambda s: s.email, wanted=lambda s: True)
         anna = next(d for d in mail.deliveries() if d.recipient == "anna@example.org")
         assert mail.claim(anna, NOW)
-        assert {d.recipient: d.status for d in mail.deliveries()}["anna@example.org"] == SENDING
+        until = NOW + CLAIM_TIMEOUT
 
-        # The next run, a minute later, as `run --once` calls them: its periods, then retries.
+        # The next run, as `run --once` calls them: its periods, then retries.
         later = NOW + timedelta(minutes=1)
-        assert later < NOW + CLAIM_TIMEOUT, "long before the claim would expire"
         with caplog.at_level("WARNING", logger="aggregator.mail.service"):
             send_due(store, config, config.digests[0], START, END, later)
             send_retries(store, config, later)
-        assert sorted(smtp.recipients()) == ["anna@example.org", "bob@example.org"]
+        assert smtp.recipients() == ["bob@example.org"]
         assert [r.getMessage() for r in caplog.records] == [
-            "mail: 1 delivery left claimed by a run stopped while sending, sent now"
+            f"mail daily 2026-11-24 05:00Z – 2026-11-25 05:00Z: 1 delivery claimed by another "
+            f"run until {until:%H:%M}Z (a run killed while sending leaves its claims; "
+            "`send daily` sends them now)"
         ]
-        assert {d.status for d in mail.deliveries()} == {SENT}
+        assert {d.recipient: d.status for d in mail.deliveries()}["anna@example.org"] == SENDING
+
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="aggregator.mail.service"):
+            send_retries(store, config, until)
+        assert caplog.records == [], "an expired claim is no longer reported, it is sent"
+        assert sorted(smtp.recipients()) == ["anna@example.org", "bob@example.org"]

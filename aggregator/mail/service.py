@@ -230,6 +230,28 @@ def send_due(
     return summary
 
 
+def _report_claims(mail: MailStore, now: datetime, digest: str | None = None) -> None:
+    """Warn of deliveries this run must leave alone because another run's claim holds them.
+
+    Usually the claims of a sender killed mid-run (`send` takes them over at
+    once; `run --once` and `serve` wait until they expire). Said once per run, by
+    `send_retries`, which every run calls after its periods: without this line
+    those subscribers would wait in silence.
+    """
+    for held in mail.claims(now, digest):
+        log.warning(
+            "mail %s %s – %s: %d %s claimed by another run until %s "
+            "(a run killed while sending leaves its claims; `send %s` sends them now)",
+            held.digest,
+            f"{held.period_start:%Y-%m-%d %H:%M}Z",
+            f"{held.period_end:%Y-%m-%d %H:%M}Z",
+            held.count,
+            "delivery" if held.count == 1 else "deliveries",
+            f"{held.until:%H:%M}Z",
+            held.digest,
+        )
+
+
 def send_retries(
     store: Store,
     settings: Settings,
@@ -240,19 +262,10 @@ def send_retries(
 ) -> list[SendSummary]:
     """Send every delivery (of `digest`, default all) whose retry time has come, any period.
 
-    Also picks up rows left queued by a crash in a period nobody sends again,
-    and rows a sender killed mid-run left claimed. Callers hold the run lock
-    that every sender takes (`send`, `run --once`, `serve`), so no claim can
-    be a live sender's, and waiting for it to expire would only delay that
-    subscriber's mail by up to `CLAIM_TIMEOUT`.
+    Also picks up rows left queued by a crash in a period nobody sends again.
     """
     mail = MailStore(store)
-    if left := mail.expire_claims(now):
-        log.warning(
-            "mail: %d %s left claimed by a run stopped while sending, sent now",
-            left,
-            "delivery" if left == 1 else "deliveries",
-        )
+    _report_claims(mail, now, digest)
     groups: dict[tuple[str, datetime, datetime], list[tuple[Delivery, Subscriber | None]]] = {}
     for delivery, subscriber in mail.pending(now, digest):
         key = (delivery.digest, delivery.period_start, delivery.period_end)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     RowMapping,
     and_,
     delete,
+    func,
     or_,
     select,
     update,
@@ -85,6 +86,17 @@ class Delivery:
     detail: str | None
     created_at: datetime
     sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Deliveries of one period held by another sender's claim, and when the last one expires."""
+
+    digest: str
+    period_start: datetime
+    period_end: datetime
+    count: int
+    until: datetime
 
 
 @dataclass
@@ -398,6 +410,25 @@ class MailStore:
                 .values(status=SENDING, next_attempt_at=now + CLAIM_TIMEOUT, updated_at=now)
             )
             return claimed.rowcount == 1
+
+    def claims(self, now: datetime, digest: str | None = None) -> list[Claims]:
+        """Claims that still hold at `now`, per period: rows no sender may take before `until`."""
+        query = (
+            select(
+                deliveries.c.digest,
+                deliveries.c.period_start,
+                deliveries.c.period_end,
+                func.count(),
+                func.max(deliveries.c.next_attempt_at),
+            )
+            .where(deliveries.c.status == SENDING, deliveries.c.next_attempt_at > now)
+            .group_by(deliveries.c.digest, deliveries.c.period_start, deliveries.c.period_end)
+            .order_by(deliveries.c.period_end, deliveries.c.digest)
+        )
+        if digest is not None:
+            query = query.where(deliveries.c.digest == digest)
+        with self._tx() as conn:
+            return [Claims(*row) for row in conn.execute(query)]
 
     def expire_claims(self, now: datetime) -> int:
         """Make every claim due now; return how many there were.
