@@ -157,11 +157,13 @@ class _Window:
         """Swap entries' features for `fresh` ones (same ids and times), each in its cluster.
 
         Everything the window derives from features follows: the token index,
-        the story centroid, and the URL and exact-text keys. A key an entry
-        gave up may still be another copy's: it points at the newest of those
-        again, as it would in a window primed from the new texts.
+        the story centroid, and the URL and exact-text keys. Every key an
+        edited entry had or has points again at the newest entry holding it,
+        as in a window primed from the stored texts (one pass over the window:
+        edits arrive a few at a time, and two of them may trade a key).
         """
-        given_up: list[Features] = []
+        urls: set[str] = set()
+        texts: set[bytes] = set()
         for new in fresh:
             old = self.features[new.id]
             cluster_id = self.cluster_of[new.id]
@@ -173,19 +175,22 @@ class _Window:
                 cluster = self.clusters[cluster_id]
                 cluster.update_profile(old, -1, self.frequencies)
                 cluster.update_profile(new, 1, self.frequencies)
-            self._forget_keys(old)
-            self._remember_keys(new)
-            given_up.append(old)
-        lost_urls = {f.canonical_url for f in given_up if f.canonical_url} - self.by_url.keys()
-        lost_texts = {f.text_key for f in given_up if f.text_key} - self.by_text.keys()
-        if not lost_urls and not lost_texts:
+            for features in (old, new):
+                if features.canonical_url:
+                    urls.add(features.canonical_url)
+                if features.text_key:
+                    texts.add(features.text_key)
+        if not urls and not texts:
             return
+        for url in urls:
+            self.by_url.pop(url, None)
+        for text_key in texts:
+            self.by_text.pop(text_key, None)
         for features in self.features.values():
-            url, text_key = features.canonical_url, features.text_key
-            if url and url in lost_urls:
-                self._remember(self.by_url, url, features)
-            if text_key and text_key in lost_texts:
-                self._remember(self.by_text, text_key, features)
+            if features.canonical_url in urls:
+                self._remember(self.by_url, features.canonical_url, features)
+            if features.text_key in texts:
+                self._remember(self.by_text, features.text_key, features)
 
     def _remember_keys(self, features: Features) -> None:
         if features.canonical_url:

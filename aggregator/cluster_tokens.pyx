@@ -17,7 +17,7 @@ from cpython.object cimport PyObject
 from libc.math cimport log, nearbyint, sqrt
 
 
-def count(counts, tuple tokens):
+def count(counts, tuple tokens not None):
     """One more document with each of `tokens` in `counts` (a dict, e.g. a Counter)."""
     _check_dict(counts)
     cdef PyObject* found
@@ -26,7 +26,10 @@ def count(counts, tuple tokens):
         PyDict_SetItem(counts, token, 1 if found == NULL else <object>found + 1)
 
 
-def weigh(tokens, tuple title_tokens, counts, Py_ssize_t documents, list levels, int steps):
+def weigh(
+    tokens, tuple title_tokens not None, counts, Py_ssize_t documents, list levels not None,
+    int steps,
+):
     """(weights, title mass, title length, total mass) of `tokens` among `documents` seen.
 
     A token's weight is `levels[round((ln((documents + 1) / (count + 1)) + 1) * steps)]`,
@@ -37,17 +40,20 @@ def weigh(tokens, tuple title_tokens, counts, Py_ssize_t documents, list levels,
     cdef dict weights = {}
     cdef double seen = <double>(documents + 1)
     cdef double total = 0.0, mass = 0.0, squares = 0.0, value
-    cdef Py_ssize_t count, level, top = PyList_GET_SIZE(levels) - 1
+    cdef Py_ssize_t count, top = PyList_GET_SIZE(levels) - 1
+    cdef double level
     cdef PyObject* found
-    cdef object weight
     for token in tokens:
         found = PyDict_GetItem(counts, token)
         count = 0 if found == NULL else <Py_ssize_t><object>found
-        level = <Py_ssize_t>nearbyint((log(seen / <double>(count + 1)) + 1.0) * steps)
-        if level > top:
-            raise OverflowError(f"weight level {level} is beyond the table of {top + 1}")
-        weight = <object>PyList_GET_ITEM(levels, level)
-        weights[token] = weight
+        level = nearbyint((log(seen / <double>(count + 1)) + 1.0) * steps)
+        if not 0 <= level <= top:  # NaN too: a count above the documents, or below 0
+            raise ValueError(
+                f"token {token!r}: {count} of {documents} documents gives weight level {level}, "
+                f"outside the table of {top + 1}"
+            )
+        weights[token] = <object>PyList_GET_ITEM(levels, <Py_ssize_t>level)
+    for weight in weights.values():  # each token once, in the order given
         total += <double>weight
     for token in title_tokens:
         value = <double>weights[token]
@@ -57,7 +63,8 @@ def weigh(tokens, tuple title_tokens, counts, Py_ssize_t documents, list levels,
 
 
 def overlap(
-    tuple a_title, dict a_weights, double a_mass, tuple b_title, dict b_weights, double b_mass
+    tuple a_title not None, dict a_weights not None, double a_mass,
+    tuple b_title not None, dict b_weights not None, double b_mass,
 ):
     """Each headline's weight found among the other entry's tokens, as shares: 50 * (a in b + b in a)."""
     return 50.0 * (_containment(a_title, a_weights, a_mass, b_weights)

@@ -17,7 +17,7 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint32_t
 
 
-def encode(tuple tokens, dict numbers, list new):
+def encode(tuple tokens not None, dict numbers not None, list new not None):
     """`tokens` as native 4-byte numbers from `numbers`.
 
     A token not numbered yet gets the next number (`len(numbers)`) and is
@@ -43,8 +43,10 @@ def encode(tuple tokens, dict numbers, list new):
     return out
 
 
-def decode(bytes data, list vocabulary):
+def decode(bytes data not None, list vocabulary not None):
     """The tuple of tokens `encode` numbered, looked up in `vocabulary` (number -> token)."""
+    if PyBytes_GET_SIZE(data) % 4:
+        raise ValueError(f"{PyBytes_GET_SIZE(data)} bytes are no whole number of tokens")
     cdef Py_ssize_t count = PyBytes_GET_SIZE(data) // 4, at
     cdef const uint32_t* numbered = <const uint32_t*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t known = PyList_GET_SIZE(vocabulary)

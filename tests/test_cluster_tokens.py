@@ -23,13 +23,13 @@ def weigh_in_python(
         t: WEIGHT_LEVELS[round((math.log((documents + 1) / (counts.get(t, 0) + 1)) + 1.0) * STEPS)]
         for t in tokens
     }
-    title_weights = [weights[t] for t in title]
-    return (
-        weights,
-        sum(title_weights),
-        math.sqrt(sum(w * w for w in title_weights)),
-        sum(weights.values()),
-    )
+    mass = squares = total = 0.0
+    for t in title:  # left to right: `sum` compensates rounding from Python 3.12 on
+        mass += weights[t]
+        squares += weights[t] * weights[t]
+    for weight in weights.values():
+        total += weight
+    return weights, mass, math.sqrt(squares), total
 
 
 @given(
@@ -74,7 +74,13 @@ def test_counting_is_counter_update(documents: list[list[str]]) -> None:
 def containment_in_python(
     title: tuple[str, ...], weights: dict[str, float], mass: float, found: dict[str, float]
 ) -> float:
-    return sum([weights[t] for t in title if t in found]) / mass if mass else 0.0
+    if not mass:
+        return 0.0
+    shared = 0.0
+    for t in title:
+        if t in found:
+            shared += weights[t]
+    return shared / mass
 
 
 @given(
@@ -87,7 +93,7 @@ def test_overlap_is_both_containments(
 ) -> None:
     a_title = tuple(data.draw(st.lists(st.sampled_from(sorted(a)), unique=True)) if a else [])
     b_title = tuple(data.draw(st.lists(st.sampled_from(sorted(b)), unique=True)) if b else [])
-    a_mass, b_mass = sum(a[t] for t in a_title), sum(b[t] for t in b_title)
+    a_mass, b_mass = math.fsum(a[t] for t in a_title), math.fsum(b[t] for t in b_title)
     expected = 50.0 * (
         containment_in_python(a_title, a, a_mass, b) + containment_in_python(b_title, b, b_mass, a)
     )
@@ -100,3 +106,9 @@ def test_a_headline_found_whole_in_the_other_counts_fully() -> None:
     # a's headline is all in b; b's headline ("streit") is not in a.
     assert overlap(("merz", "haushalt"), a, 5.0, ("streit",), b, 4.0) == 50.0
     assert overlap((), {}, 0.0, (), {}, 0.0) == 0.0
+
+
+@pytest.mark.parametrize("count", [100, -1])
+def test_a_count_the_documents_cannot_have_is_refused(count: int) -> None:
+    with pytest.raises(ValueError, match="outside the table"):
+        weigh(("a",), (), Counter(a=count), 5, WEIGHT_LEVELS, STEPS)

@@ -192,6 +192,25 @@ def test_a_copy_that_gave_up_its_key_leaves_it_to_the_other_copies(url: bool, re
     assert (fourth.matched_id, fourth.reason) == (2, reason)
 
 
+QUAKE = ("Erdbeben erschüttert Küste Japans schwer", "Ein Beben traf die Präfektur Ishikawa.")
+
+
+def test_two_edits_that_trade_a_text_keep_its_key_on_the_newest_copy() -> None:
+    """Entry 3, the newest copy of OLD, changes to NEW while entry 1 changes to OLD.
+
+    A window primed from these texts sends a new copy of OLD to entry 2's
+    cluster, its newest holder; so must the refreshed one, in either order.
+    """
+    for order in (1, -1):
+        clusterer = Clusterer(EVENT)
+        clusterer.add(_item(1, QUAKE))
+        founder = clusterer.add(_item(2, OLD, 10))
+        assert clusterer.add(_item(3, OLD, 20)).cluster_id == founder.cluster_id == 2
+        clusterer.refresh([_item(3, NEW, 20), _item(1, OLD)][::order])
+        copy = clusterer.add(_item(4, OLD, 30))
+        assert (copy.matched_id, copy.reason) == (2, "same normalized text")
+
+
 def _rss(number: int, report: tuple[str, str], minutes: int) -> str:
     title, lead = (escape(part) for part in report)
     published = format_datetime(T0 + timedelta(minutes=minutes))

@@ -40,3 +40,8 @@ def test_a_number_beyond_the_vocabulary_is_an_error() -> None:
     data = encode(("a", "b"), {}, [])
     with pytest.raises(IndexError, match="token number 1"):
         decode(data, ["a"])
+
+
+def test_bytes_that_are_no_whole_number_of_tokens_are_refused() -> None:
+    with pytest.raises(ValueError, match="3 bytes"):
+        decode(b"\0\0\0", ["a"])
