@@ -15,7 +15,14 @@ from sqlalchemy.exc import IntegrityError
 
 from aggregator.models import Entry, Feed, Match, Outlet
 from aggregator.store import Busy, Fetched, SaveResult, Store
-from aggregator.store.schema import MIGRATIONS, clusters, digests, schema_migrations
+from aggregator.store.schema import (
+    MIGRATIONS,
+    clusters,
+    digests,
+    schema_migrations,
+    sessions,
+    users,
+)
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 
@@ -93,6 +100,23 @@ def test_the_upgrade_counts_periods_written_before_it_as_mailed(database_url: st
     assert store.unmailed_periods("daily", NOW - timedelta(days=7)) != []
     upgraded = Store(database_url)
     assert upgraded.unmailed_periods("daily", NOW - timedelta(days=7)) == []
+
+
+def test_the_upgrade_adds_the_sessions_table_and_keeps_the_data(database_url: str) -> None:
+    store = Store(database_url)
+    add(store)
+    with store.engine.begin() as conn:  # as a database at version 6 has it
+        conn.execute(users.insert().values(name="anna", password_hash="h", created_at=NOW))
+        conn.execute(text("DROP TABLE sessions"))
+        conn.execute(delete(schema_migrations).where(schema_migrations.c.version >= 7))
+    assert "sessions" not in inspect(store.engine).get_table_names()
+    upgraded = Store(database_url)
+    assert upgraded.schema_version == len(MIGRATIONS)
+    with upgraded.engine.connect() as conn:
+        assert "sessions" in inspect(conn).get_table_names()
+        assert conn.execute(select(users.c.name)).scalars().all() == ["anna"]
+        assert conn.execute(select(sessions.c.id)).all() == []
+    assert [feed.url for feed in upgraded.feeds()] == ["https://example.de/rss"]
 
 
 def test_waiting_entries_are_found_by_index_without_the_single_column_one(tmp_path: Path) -> None:

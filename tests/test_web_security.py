@@ -1,7 +1,8 @@
 """Findings of the dashboard's security review, each kept fixed by a test over a real database.
 
 Logins counted before the password is checked, one address cannot lock an
-editor out, a password change ends sessions, malformed input gets a 4xx
+editor out, a password change, `users remove` and logging out end every copy
+of a session (and expired or pre-upgrade sessions are refused), malformed input gets a 4xx
 (never a 500, PostgreSQL included), feeds added in the browser name their
 outlet as the CLI does, and the script's poll learns that the session ended.
 """
@@ -9,13 +10,19 @@ outlet as the CLI does, and the script's poll learns that the session ended.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+from base64 import b64encode
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import click
 import httpx
 import pytest
 from click.testing import CliRunner
+from itsdangerous import TimestampSigner
+from sqlalchemy import event, func, select, update
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 from webapp import PASSWORD, app_for, csrf_of, log_in, settings
@@ -23,8 +30,10 @@ from webdata import NOW
 
 from aggregator.cli import Context
 from aggregator.mail import tokens
+from aggregator.store import Store
 from aggregator.store.dashboard import DashboardStore
 from aggregator.store.mail import MailStore, Subscriber
+from aggregator.store.schema import sessions
 from aggregator.web import accounts, dashboard
 from aggregator.web.auth import LoginThrottle
 
@@ -112,12 +121,103 @@ def test_a_right_password_does_not_count() -> None:
     assert throttle.attempt("192.0.2.1", "anna") is not None
 
 
-def test_changing_the_password_ends_every_session(tmp_path: Path, database_url: str) -> None:
-    app, _, _ = app_for(tmp_path, database_url)
+def _session_rows(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(sessions)).scalar_one())
+
+
+def _logged_out(session: TestClient) -> bool:
+    """The pages send the session to the login form, the API answers 401."""
+    page = session.get("/", follow_redirects=False)
+    location = str(page.headers.get("location", ""))
+    api = session.get("/api/outlets")
+    return page.status_code == 303 and location.startswith("/login") and api.status_code == 401
+
+
+def _browser_and_copy(app: Starlette) -> tuple[TestClient, TestClient]:
+    """A logged-in browser, and a second client holding a copy of its session cookie."""
     browser = TestClient(app, base_url="http://127.0.0.1")
     assert log_in(browser) == 303
     copied = TestClient(app, base_url="http://127.0.0.1", cookies=dict(browser.cookies))
     assert copied.get("/", follow_redirects=False).status_code == 200
+    return browser, copied
+
+
+def test_logging_out_ends_every_copy_of_the_session(tmp_path: Path, database_url: str) -> None:
+    app, store, _ = app_for(tmp_path, database_url)
+    browser, copied = _browser_and_copy(app)
+    assert _session_rows(store) == 1
+    other_device = TestClient(app, base_url="http://127.0.0.1")
+    assert log_in(other_device) == 303
+    token = csrf_of(browser.get("/").text)
+    out = browser.post("/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert _logged_out(browser) and _logged_out(copied)
+    # Only that session ended: the editor's login on another device goes on.
+    assert other_device.get("/", follow_redirects=False).status_code == 200
+    assert _session_rows(store) == 1
+
+
+def test_an_expired_session_is_refused_and_deleted_at_the_next_login(
+    tmp_path: Path, database_url: str
+) -> None:
+    app, store, _ = app_for(tmp_path, database_url)
+    browser = TestClient(app, base_url="http://127.0.0.1")
+    assert log_in(browser) == 303
+    with store.engine.begin() as conn:  # the row's lifetime ends at the app's clock
+        assert conn.execute(select(sessions.c.expires_at)).scalar_one() == NOW + timedelta(
+            hours=settings(tmp_path, database_url).dashboard.session_hours
+        )
+        conn.execute(update(sessions).values(expires_at=NOW))
+    assert _logged_out(browser)
+    assert log_in(TestClient(app, base_url="http://127.0.0.1")) == 303
+    assert _session_rows(store) == 1  # the expired row went with the new login
+
+
+def test_a_cookie_from_before_the_sessions_table_is_logged_out(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Such cookies carry no session id: their holders log in once more."""
+    app, store, _ = app_for(tmp_path, database_url)
+    config = settings(tmp_path, database_url)
+    password_hash = DashboardStore(store).password_hash("anna") or ""
+    old = {
+        "user": "anna",
+        "fingerprint": hashlib.sha256(password_hash.encode()).hexdigest()[:16],
+        "csrf": "t" * 43,
+    }
+    signer = TimestampSigner(dashboard.session_secret(config, store))
+    cookie = signer.sign(b64encode(json.dumps(old).encode())).decode()
+    browser = TestClient(
+        app, base_url="http://127.0.0.1", cookies={dashboard.SESSION_COOKIE: cookie}
+    )
+    assert _logged_out(browser)
+    assert log_in(browser) == 303
+    assert browser.get("/", follow_redirects=False).status_code == 200
+
+
+def test_checking_a_session_is_one_query(tmp_path: Path, database_url: str) -> None:
+    app, store, _ = app_for(tmp_path, database_url)
+    browser = TestClient(app, base_url="http://127.0.0.1")
+    assert log_in(browser) == 303
+    statements: list[str] = []
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        assert browser.get("/api/outlets").status_code == 200
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    checks = [s for s in statements if "sessions" in s or "users" in s]
+    assert len(checks) == 1 and "sessions.id_hash" in checks[0], checks
+
+
+def test_changing_the_password_ends_every_session(tmp_path: Path, database_url: str) -> None:
+    app, store, _ = app_for(tmp_path, database_url)
+    browser, copied = _browser_and_copy(app)
+    assert _session_rows(store) == 1
     cli = click.Group()
     accounts.register(cli)
     context = Context(settings(tmp_path, database_url))
@@ -126,10 +226,8 @@ def test_changing_the_password_ends_every_session(tmp_path: Path, database_url: 
     )
     context.close()
     assert changed.output == "changed the password of anna\n"
-    for session in (browser, copied):
-        page = session.get("/", follow_redirects=False)
-        assert page.status_code == 303 and page.headers["location"].startswith("/login")
-        assert session.get("/api/outlets").status_code == 401
+    assert _session_rows(store) == 0
+    assert _logged_out(browser) and _logged_out(copied)
     assert log_in(browser, "a new password") == 303
     assert browser.get("/", follow_redirects=False).status_code == 200
 
@@ -147,9 +245,9 @@ def _users(tmp_path: Path, database_url: str, *args: str) -> str:
 def test_revoking_tokens_and_removing_an_editor_take_effect_at_once(
     tmp_path: Path, database_url: str
 ) -> None:
-    app, _, _ = app_for(tmp_path, database_url)
-    browser = TestClient(app, base_url="http://127.0.0.1")
-    assert log_in(browser) == 303
+    app, store, _ = app_for(tmp_path, database_url)
+    browser, copied = _browser_and_copy(app)
+    assert _session_rows(store) == 1
     tokens_given = [_users(tmp_path, database_url, "token", "anna").strip() for _ in range(2)]
     script = TestClient(app, base_url="http://127.0.0.1")
     bearer = {"Authorization": f"Bearer {tokens_given[0]}"}
@@ -158,7 +256,8 @@ def test_revoking_tokens_and_removing_an_editor_take_effect_at_once(
     assert script.get("/api/outlets", headers=bearer).status_code == 401
     assert browser.get("/", follow_redirects=False).status_code == 200  # logins stay
     assert _users(tmp_path, database_url, "remove", "anna") == "removed anna\n"
-    assert browser.get("/", follow_redirects=False).status_code == 303
+    assert _session_rows(store) == 0
+    assert _logged_out(browser) and _logged_out(copied)
     assert log_in(browser) != 303
     assert "no user 'anna'" in _users(tmp_path, database_url, "remove", "anna")
 

@@ -6,9 +6,10 @@ import hashlib
 import json
 import random
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 from webdata import NOW, clustered, seeded
 
 from aggregator import models
@@ -19,6 +20,7 @@ from aggregator.pipeline import Pipeline
 from aggregator.store import Fetched, Store
 from aggregator.store import dashboard as dashboard_module
 from aggregator.store.dashboard import MERGE, SPLIT, DashboardStore, apply_corrections
+from aggregator.store.schema import sessions
 
 DAY = NOW - timedelta(hours=24)
 GROWTH = NOW - timedelta(hours=2)
@@ -356,3 +358,59 @@ def test_users_and_tokens(database_url: str) -> None:
     assert data.password_hash("anna") == "h2"
     assert data.add_token("anna", "f" * 64, NOW) and not data.add_token("bob", "e" * 64, NOW)
     assert data.token_user("f" * 64) == "anna" and data.token_user("0" * 64) is None
+
+
+def test_sessions_end_by_logout_expiry_password_change_and_removal(database_url: str) -> None:
+    store, _ = seeded(database_url)
+    data = DashboardStore(store)
+    data.set_password("anna", "h1", NOW)
+    data.set_password("bob", "h1", NOW)
+    later = NOW + timedelta(hours=1)
+    assert data.start_session("anna", "a" * 64, NOW, later)
+    assert not data.start_session("carl", "c" * 64, NOW, later)  # no such user
+    assert data.session_valid("anna", "a" * 64, NOW)
+    assert not data.session_valid("bob", "a" * 64, NOW)  # another editor's session
+    assert not data.session_valid("anna", "a" * 64, later)  # expired
+    data.end_session("a" * 64)
+    assert not data.session_valid("anna", "a" * 64, NOW)
+    for name, hash_ in (("anna", "1"), ("anna", "2"), ("bob", "3")):
+        assert data.start_session(name, hash_ * 64, NOW, later)
+    data.set_password("anna", "h2", NOW)
+    assert not data.session_valid("anna", "1" * 64, NOW)
+    assert not data.session_valid("anna", "2" * 64, NOW)
+    assert data.session_valid("bob", "3" * 64, NOW)  # only anna's sessions ended
+    assert data.remove_user("bob")
+    data.set_password("bob", "h1", NOW)  # a new bob does not inherit the old one's sessions
+    assert not data.session_valid("bob", "3" * 64, NOW)
+
+
+def test_a_login_deletes_expired_sessions(database_url: str) -> None:
+    store, _ = seeded(database_url)
+    data = DashboardStore(store)
+    data.set_password("anna", "h1", NOW)
+    for hour in range(3):  # logins an hour apart, each lasting 90 minutes
+        start = NOW + timedelta(hours=hour)
+        assert data.start_session("anna", str(hour) * 64, start, start + timedelta(minutes=90))
+    with store.engine.connect() as conn:
+        left = conn.execute(select(sessions.c.id_hash).order_by(sessions.c.id)).scalars().all()
+    assert left == ["1" * 64, "2" * 64]
+
+
+def test_a_session_is_found_by_its_index(tmp_path: Path) -> None:
+    """The check every dashboard request makes must not scan the sessions table."""
+    store = Store(f"sqlite:///{tmp_path / 'plan.sqlite'}")
+    seen: list[tuple[str, tuple[object, ...]]] = []
+
+    def record(
+        conn: object, cursor: object, statement: str, parameters: tuple[object, ...], *rest: object
+    ) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    DashboardStore(store).session_valid("anna", "a" * 64, NOW)
+    event.remove(store.engine, "before_cursor_execute", record)
+    [(statement, parameters)] = [(s, p) for s, p in seen if "sessions" in s]
+    with store.engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+    details = " ".join(row[3] for row in plan)
+    assert "SEARCH sessions USING INDEX" in details and "SCAN" not in details, details

@@ -39,6 +39,7 @@ from aggregator.store.schema import (
     entry_titles,
     feeds,
     outlets,
+    sessions,
     users,
 )
 
@@ -374,12 +375,18 @@ class DashboardStore:
     # -- users and tokens ---------------------------------------------------
 
     def set_password(self, name: str, password_hash: str, now: datetime) -> bool:
-        """Create the user or change their password; True if the user is new."""
+        """Create the user or change their password; True if the user is new.
+
+        A changed password ends every session of the user, in the same
+        transaction: a session opened with the old password must not outlive it.
+        """
         with self._tx() as conn:
             changed = conn.execute(
                 update(users).where(users.c.name == name).values(password_hash=password_hash)
             ).rowcount
-            if not changed:
+            if changed:
+                conn.execute(delete(sessions).where(sessions.c.user_id.in_(_user_id(name))))
+            else:
                 conn.execute(
                     users.insert().values(name=name, password_hash=password_hash, created_at=now)
                 )
@@ -413,13 +420,14 @@ class DashboardStore:
         return deleted
 
     def remove_user(self, name: str) -> bool:
-        """Delete the user and their API tokens; their sessions end at the next request."""
+        """Delete the user, their API tokens and their sessions (which end at the next request)."""
         with self._tx() as conn:
             user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
             if user_id is None:
                 return False
             # Explicitly, not by the foreign key's cascade: SQLite enforces it per connection.
             conn.execute(api_tokens.delete().where(api_tokens.c.user_id == user_id))
+            conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
             conn.execute(users.delete().where(users.c.id == user_id))
         return True
 
@@ -432,6 +440,41 @@ class DashboardStore:
         with self._tx() as conn:
             value = conn.execute(query).scalar()
         return None if value is None else str(value)
+
+    # -- sessions -----------------------------------------------------------
+
+    def start_session(self, name: str, id_hash: str, now: datetime, expires_at: datetime) -> bool:
+        """Record a login; False if the user is gone (removed since the password was checked).
+
+        Expired sessions are deleted here: logins are rare and each adds a row,
+        so the table never holds more than the sessions of one cookie lifetime.
+        """
+        with self._tx() as conn:
+            conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
+            user_id = conn.execute(_user_id(name)).scalar()
+            if user_id is None:
+                return False
+            conn.execute(
+                sessions.insert().values(
+                    id_hash=id_hash, user_id=user_id, created_at=now, expires_at=expires_at
+                )
+            )
+        return True
+
+    def session_valid(self, name: str, id_hash: str, now: datetime) -> bool:
+        """Whether the session is recorded, unexpired and `name`'s: one lookup by `id_hash`."""
+        query = (
+            select(sessions.c.id)
+            .join(users, users.c.id == sessions.c.user_id)
+            .where(sessions.c.id_hash == id_hash, sessions.c.expires_at > now, users.c.name == name)
+        )
+        with self._tx() as conn:
+            return conn.execute(query).first() is not None
+
+    def end_session(self, id_hash: str) -> None:
+        """Delete the session: every copy of its cookie is logged out."""
+        with self._tx() as conn:
+            conn.execute(delete(sessions).where(sessions.c.id_hash == id_hash))
 
     # -- corrections --------------------------------------------------------
 
@@ -626,6 +669,10 @@ def _merge(conn: Connection, into: int, other: int, touched: set[int]) -> int:
     touched.discard(source)
     touched.add(target)
     return 1
+
+
+def _user_id(name: str) -> Select[Any]:
+    return select(users.c.id).where(users.c.name == name)
 
 
 def _words(query: str) -> list[str]:

@@ -361,6 +361,25 @@ def _digests_mail_planned_v6(conn: Connection) -> None:
     )
 
 
+# Dashboard logins, one row per login: the session cookie carries a random id,
+# the database only its SHA-256 (like `api_tokens`), so logging out, removing an
+# editor or changing a password ends the session wherever a copy of the cookie is.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # The unique index is the one lookup every dashboard request makes.
+    Column("id_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
+def _create_sessions_v7(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[sessions])
+
+
 # Ids are `Integer` columns, 32-bit on PostgreSQL: a larger number names no row.
 MAX_ROW_ID = 2**31 - 1
 
@@ -386,6 +405,7 @@ MIGRATIONS: list[Migration] = [
     _create_dashboard_v4,
     _drop_cluster_id_index_v5,
     _digests_mail_planned_v6,
+    _create_sessions_v7,
 ]
 
 

@@ -41,7 +41,10 @@ def users() -> None:
 @click.argument("name")
 @click.pass_obj
 def users_add(obj: Runtime, name: str) -> None:
-    """Create the editor NAME or set a new password (asked, or read from standard input)."""
+    """Create the editor NAME or set a new password (asked, or read from standard input).
+
+    A new password ends the editor's open sessions (`DashboardStore.set_password`).
+    """
     name = name.strip()
     if not name or len(name) > auth.NAME_LENGTH:
         fail(f"NAME must be 1 to {auth.NAME_LENGTH} characters")

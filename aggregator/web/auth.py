@@ -6,8 +6,11 @@
   user's name and a CSRF token; every POST must echo that token.
 - Scripts send ``Authorization: Bearer TOKEN``; only the token's SHA-256 is
   stored, and a token opens the read-only JSON API, nothing else.
-- A session also holds a fingerprint of the user's password hash, checked on
-  every request: changing a password ends all of that user's sessions.
+- A session is also a row in the `sessions` table: the cookie holds a random
+  session id, the database its SHA-256. Every request looks the row up (one
+  indexed query), so logging out, `users remove` and a password change (which
+  delete the rows) end the session for every copy of the cookie, and a stolen
+  cookie stops working when its owner logs out.
 - Logins are counted per client address and per user name, in memory:
   enough for the single server process `web` runs.
 """
@@ -21,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, MutableMapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -79,47 +83,68 @@ def api_user(conn: HTTPConnection, store: DashboardStore) -> str | None:
     return session_user(conn)
 
 
-def password_fingerprint(stored_hash: str) -> str:
-    """A short digest of the stored hash, kept in the session to notice a password change.
+def log_in(
+    session: MutableMapping[str, Any],
+    store: DashboardStore,
+    user: str,
+    now: datetime,
+    lifetime: timedelta,
+) -> bool:
+    """Start a fresh session (no fixation: nothing from before the login survives).
 
-    The cookie is signed, not encrypted: the holder can read this. Without the
-    hash's salt it does not help guessing the password.
+    The row expires with the cookie (`lifetime` is SessionMiddleware's
+    max_age). False, and no session, if the user was removed meanwhile.
     """
-    return hashlib.sha256(stored_hash.encode("utf-8")).hexdigest()[:16]
-
-
-def log_in(session: MutableMapping[str, Any], user: str, stored_hash: str) -> None:
-    """Start a fresh session (no fixation: nothing from before the login survives)."""
     session.clear()
-    session["user"] = user
-    session["fingerprint"] = password_fingerprint(stored_hash)
-    session["csrf"] = secrets.token_urlsafe(32)
-
-
-def session_current(session: MutableMapping[str, Any], store: DashboardStore) -> bool:
-    """False if the session's user is gone or changed their password since logging in."""
-    user, fingerprint = session.get("user"), session.get("fingerprint")
-    if not isinstance(user, str) or not isinstance(fingerprint, str):
+    session_id = secrets.token_urlsafe(32)
+    if not store.start_session(user, token_hash(session_id), now, now + lifetime):
         return False
-    stored = store.password_hash(user)
-    return stored is not None and hmac.compare_digest(password_fingerprint(stored), fingerprint)
+    session["user"] = user
+    session["sid"] = session_id
+    session["csrf"] = secrets.token_urlsafe(32)
+    return True
+
+
+def log_out(session: MutableMapping[str, Any], store: DashboardStore) -> None:
+    """End the session here and for every copy of its cookie."""
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        store.end_session(token_hash(session_id))
+    session.clear()
+
+
+def session_current(
+    session: MutableMapping[str, Any], store: DashboardStore, now: datetime
+) -> bool:
+    """Whether the session's row exists, has not expired and is its user's.
+
+    A cookie without a session id (from before the `sessions` table) is not.
+    """
+    user, session_id = session.get("user"), session.get("sid")
+    if not isinstance(user, str) or not isinstance(session_id, str):
+        return False
+    return store.session_valid(user, token_hash(session_id), now)
 
 
 class SessionCheck:
-    """Empties a session whose user's password changed since the login (see `session_current`).
+    """Empties a session that was ended on the server (see `session_current`).
 
-    Sessions live only in the signed cookie; this is what makes `users add`
-    with a new password end them. Runs inside SessionMiddleware, so every
-    `session_user` afterwards sees the checked session.
+    The signed cookie alone would stay valid until it expires; this is what
+    makes logging out, `users remove` and `users add` with a new password end
+    it everywhere. Runs inside SessionMiddleware, so every `session_user`
+    afterwards sees the checked session.
     """
 
-    def __init__(self, app: ASGIApp, store: DashboardStore) -> None:
+    def __init__(self, app: ASGIApp, store: DashboardStore, clock: Callable[[], datetime]) -> None:
         self.app = app
         self.store = store
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         session = scope.get("session") or {}
-        if "user" in session and not await run_in_threadpool(session_current, session, self.store):
+        if "user" in session and not await run_in_threadpool(
+            session_current, session, self.store, self.clock()
+        ):
             session.clear()
         await self.app(scope, receive, send)
 

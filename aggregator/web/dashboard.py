@@ -198,17 +198,21 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", context, status=429)
     stored = await run_in_threadpool(dashboard.data.password_hash, name)
     # Checked for an unknown name too (against a dummy hash): timing tells nothing.
-    if not await run_in_threadpool(auth.verify_password, stored, password) or stored is None:
+    verified = await run_in_threadpool(auth.verify_password, stored, password)
+    now, lifetime = dashboard.clock(), session_lifetime(dashboard.settings)
+    # log_in fails for an editor removed since the password was checked.
+    if not verified or not await run_in_threadpool(
+        auth.log_in, request.session, dashboard.data, name, now, lifetime
+    ):
         context = {"error": "Unknown name or wrong password.", "next": target, "name": name}
         return render(request, "login.html", context, status=401)
     dashboard.throttle.succeeded(client, name, attempt)
-    auth.log_in(request.session, name, stored)
     return RedirectResponse(target, status_code=303)
 
 
 async def logout(request: Request) -> Response:
     await checked_form(request)
-    request.session.clear()
+    await run_in_threadpool(auth.log_out, request.session, state(request).data)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -486,6 +490,11 @@ def page_routes() -> list[BaseRoute]:
     ]
 
 
+def session_lifetime(settings: Settings) -> timedelta:
+    """How long a login lasts: the cookie's max_age and its `sessions` row's expiry."""
+    return timedelta(hours=settings.dashboard.session_hours)
+
+
 def session_secret(settings: Settings, store: Store) -> str:
     """The cookie-signing key: from the environment if set, else one kept in the database."""
     return os.environ.get(settings.dashboard.secret_env) or MailStore(store).secret(SECRET_NAME)
@@ -505,11 +514,11 @@ def create_dashboard_app(
                 SessionMiddleware,
                 secret_key=session_secret(settings, store),
                 session_cookie=SESSION_COOKIE,
-                max_age=options.session_hours * 3600,
+                max_age=int(session_lifetime(settings).total_seconds()),
                 same_site="lax",
                 https_only=settings.web.base_url.startswith("https://"),
             ),
-            Middleware(auth.SessionCheck, store=data),
+            Middleware(auth.SessionCheck, store=data, clock=clock),
         ],
         exception_handlers={HTTPException: http_error},
     )
