@@ -86,8 +86,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+# What the schema, full-text search and the run lock are written for. Another
+# backend would run without the lock (two runs mailing twice), so it is refused.
+BACKENDS = ("sqlite", "postgresql")
+
+
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
+    if parsed.get_backend_name() not in BACKENDS:
+        raise RuntimeError(
+            f"aggregator stores in SQLite or PostgreSQL, not {parsed.get_backend_name()}"
+        )
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":

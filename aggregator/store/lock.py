@@ -75,8 +75,8 @@ def exclusive(engine: Engine, name: str, *, wait: float = 0.0) -> Iterator[None]
         with _advisory_lock(engine, name, wait):
             yield
         return
-    database = engine.url.database
-    if backend != "sqlite" or not database or database == ":memory:":
+    database = engine.url.database  # SQLite: the store refuses other backends
+    if not database or database == ":memory:":
         yield  # a private in-memory database: nobody else can see it
         return
     with _file_lock(Path(f"{database}.{name}.lock"), wait):
