@@ -14,8 +14,10 @@ import hashlib
 import json
 from base64 import b64encode
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import click
 import httpx
@@ -156,6 +158,39 @@ def test_logging_out_ends_every_copy_of_the_session(tmp_path: Path, database_url
     # Only that session ended: the editor's login on another device goes on.
     assert other_device.get("/", follow_redirects=False).status_code == 200
     assert _session_rows(store) == 1
+
+
+def test_logging_in_again_ends_the_earlier_session_and_its_copies(
+    tmp_path: Path, database_url: str
+) -> None:
+    app, store, _ = app_for(tmp_path, database_url)
+    browser, copied = _browser_and_copy(app)
+    assert log_in(browser) == 303  # the login page again, from a bookmark
+    assert _session_rows(store) == 1
+    assert _logged_out(copied)
+    token = csrf_of(browser.get("/").text)
+    browser.post("/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert _logged_out(browser) and _session_rows(store) == 0
+
+
+def test_a_form_whose_session_ended_while_it_was_sent_changes_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The session is checked again once the body is in (a slow body, a removed editor)."""
+    app, store, _ = app_for(tmp_path, database_url)
+    browser = TestClient(app, base_url="http://127.0.0.1")
+    assert log_in(browser) == 303
+    token = csrf_of(browser.get("/feeds").text)
+    sent = {"csrf_token": token, "url": "http://127.0.0.1:9/late.xml", "outlet": "late"}
+
+    def body_after_removal() -> Iterator[bytes]:
+        assert DashboardStore(store).remove_user("anna")  # the request has passed SessionCheck
+        yield urlencode(sent).encode()
+
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    late = browser.post("/feeds/add", content=body_after_removal(), headers=headers)
+    assert late.status_code == 403
+    assert not any("late.xml" in status.feed.url for status in store.feed_status())
 
 
 def test_an_expired_session_is_refused_and_deleted_at_the_next_login(

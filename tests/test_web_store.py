@@ -366,15 +366,15 @@ def test_sessions_end_by_logout_expiry_password_change_and_removal(database_url:
     data.set_password("anna", "h1", NOW)
     data.set_password("bob", "h1", NOW)
     later = NOW + timedelta(hours=1)
-    assert data.start_session("anna", "a" * 64, NOW, later)
-    assert not data.start_session("carl", "c" * 64, NOW, later)  # no such user
+    assert data.start_session("anna", "h1", "a" * 64, NOW, later)
+    assert not data.start_session("carl", "h1", "c" * 64, NOW, later)  # no such user
     assert data.session_valid("anna", "a" * 64, NOW)
     assert not data.session_valid("bob", "a" * 64, NOW)  # another editor's session
     assert not data.session_valid("anna", "a" * 64, later)  # expired
     data.end_session("a" * 64)
     assert not data.session_valid("anna", "a" * 64, NOW)
     for name, hash_ in (("anna", "1"), ("anna", "2"), ("bob", "3")):
-        assert data.start_session(name, hash_ * 64, NOW, later)
+        assert data.start_session(name, "h1", hash_ * 64, NOW, later)
     data.set_password("anna", "h2", NOW)
     assert not data.session_valid("anna", "1" * 64, NOW)
     assert not data.session_valid("anna", "2" * 64, NOW)
@@ -384,13 +384,41 @@ def test_sessions_end_by_logout_expiry_password_change_and_removal(database_url:
     assert not data.session_valid("bob", "3" * 64, NOW)
 
 
+def test_a_login_checked_against_a_password_changed_meanwhile_gets_no_session(
+    database_url: str,
+) -> None:
+    """The password is verified (argon2, slow) before the session starts: a change between wins."""
+    store, _ = seeded(database_url)
+    data = DashboardStore(store)
+    data.set_password("anna", "old", NOW)
+    checked_against = data.password_hash("anna")  # the login verifies the old password...
+    data.set_password("anna", "new", NOW)  # ...while a leaked password is being reset
+    later = NOW + timedelta(hours=1)
+    assert checked_against == "old"
+    assert not data.start_session("anna", checked_against, "a" * 64, NOW, later)
+    assert data.start_session("anna", "new", "b" * 64, NOW, later)
+
+
+def test_a_new_login_ends_the_session_it_replaces(database_url: str) -> None:
+    store, _ = seeded(database_url)
+    data = DashboardStore(store)
+    data.set_password("anna", "h1", NOW)
+    later = NOW + timedelta(hours=1)
+    assert data.start_session("anna", "h1", "a" * 64, NOW, later)
+    assert data.start_session("anna", "h1", "b" * 64, NOW, later, replaces="a" * 64)
+    assert not data.session_valid("anna", "a" * 64, NOW)
+    assert data.session_valid("anna", "b" * 64, NOW)
+
+
 def test_a_login_deletes_expired_sessions(database_url: str) -> None:
     store, _ = seeded(database_url)
     data = DashboardStore(store)
     data.set_password("anna", "h1", NOW)
     for hour in range(3):  # logins an hour apart, each lasting 90 minutes
         start = NOW + timedelta(hours=hour)
-        assert data.start_session("anna", str(hour) * 64, start, start + timedelta(minutes=90))
+        assert data.start_session(
+            "anna", "h1", str(hour) * 64, start, start + timedelta(minutes=90)
+        )
     with store.engine.connect() as conn:
         left = conn.execute(select(sessions.c.id_hash).order_by(sessions.c.id)).scalars().all()
     assert left == ["1" * 64, "2" * 64]

@@ -443,15 +443,34 @@ class DashboardStore:
 
     # -- sessions -----------------------------------------------------------
 
-    def start_session(self, name: str, id_hash: str, now: datetime, expires_at: datetime) -> bool:
-        """Record a login; False if the user is gone (removed since the password was checked).
+    def start_session(
+        self,
+        name: str,
+        password_hash: str,
+        id_hash: str,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        replaces: str | None = None,
+    ) -> bool:
+        """Record a login verified against `password_hash`; False if that is no longer the hash.
 
-        Expired sessions are deleted here: logins are rare and each adds a row,
-        so the table never holds more than the sessions of one cookie lifetime.
+        The user's row is read with its hash and locked, so a password change
+        or a removal committed while the password was being checked wins: no
+        session outlives it. `replaces` (the hash of the session this browser
+        held) ends in the same transaction. Expired sessions are deleted here:
+        logins are rare and each adds a row, so the table never holds more
+        than the sessions of one cookie lifetime.
         """
         with self._tx() as conn:
             conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
-            user_id = conn.execute(_user_id(name)).scalar()
+            if replaces is not None:
+                conn.execute(delete(sessions).where(sessions.c.id_hash == replaces))
+            user_id = conn.execute(
+                select(users.c.id)
+                .where(users.c.name == name, users.c.password_hash == password_hash)
+                .with_for_update()
+            ).scalar()
             if user_id is None:
                 return False
             conn.execute(

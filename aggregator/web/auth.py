@@ -87,17 +87,29 @@ def log_in(
     session: MutableMapping[str, Any],
     store: DashboardStore,
     user: str,
+    stored_hash: str,
     now: datetime,
     lifetime: timedelta,
 ) -> bool:
     """Start a fresh session (no fixation: nothing from before the login survives).
 
-    The row expires with the cookie (`lifetime` is SessionMiddleware's
-    max_age). False, and no session, if the user was removed meanwhile.
+    `stored_hash` is the password hash the login was verified against: if the
+    password changed (or the user was removed) meanwhile, there is no session,
+    and False. A session this cookie held before ends with the new one's start.
+    The row expires with the cookie (`lifetime` is SessionMiddleware's max_age).
     """
+    replaced = session.get("sid")
     session.clear()
     session_id = secrets.token_urlsafe(32)
-    if not store.start_session(user, token_hash(session_id), now, now + lifetime):
+    started = store.start_session(
+        user,
+        stored_hash,
+        token_hash(session_id),
+        now,
+        now + lifetime,
+        replaces=token_hash(replaced) if isinstance(replaced, str) else None,
+    )
+    if not started:
         return False
     session["user"] = user
     session["sid"] = session_id

@@ -144,12 +144,19 @@ def editor_fragment(handler: Handler) -> Handler:
 
 
 async def checked_form(request: Request) -> FormData:
-    """The POSTed form of a logged-in editor, with a valid CSRF token; 403 otherwise."""
+    """The POSTed form of a logged-in editor, with a valid CSRF token; 403 otherwise.
+
+    The session is checked again once the body is in: a body sent slowly could
+    otherwise arrive after the editor logged out or was removed.
+    """
     form = await request.form()
     token = form.get(auth.CSRF_FIELD)
     if not auth.csrf_ok(request.session, token if isinstance(token, str) else None):
         raise HTTPException(403, "the form has expired or did not come from this dashboard")
-    if auth.session_user(request) is None:
+    dashboard = state(request)
+    if auth.session_user(request) is None or not await run_in_threadpool(
+        auth.session_current, request.session, dashboard.data, dashboard.clock()
+    ):
         raise HTTPException(403, "log in first")
     return form
 
@@ -200,9 +207,13 @@ async def login(request: Request) -> Response:
     # Checked for an unknown name too (against a dummy hash): timing tells nothing.
     verified = await run_in_threadpool(auth.verify_password, stored, password)
     now, lifetime = dashboard.clock(), session_lifetime(dashboard.settings)
-    # log_in fails for an editor removed since the password was checked.
-    if not verified or not await run_in_threadpool(
-        auth.log_in, request.session, dashboard.data, name, now, lifetime
+    # log_in fails for an editor removed, or given a new password, since the check.
+    if (
+        not verified
+        or stored is None
+        or not await run_in_threadpool(
+            auth.log_in, request.session, dashboard.data, name, stored, now, lifetime
+        )
     ):
         context = {"error": "Unknown name or wrong password.", "next": target, "name": name}
         return render(request, "login.html", context, status=401)
