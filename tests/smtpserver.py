@@ -96,7 +96,10 @@ def _free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self, *, password: str | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, *, password: str | None = None, delay: float = 0.0, only_gssapi: bool = False
+    ) -> None:
+        """`only_gssapi`: AUTH offers GSSAPI alone, a mechanism smtplib cannot speak."""
         self.lock = threading.Lock()
         self.delay = delay
         self.sender_answer: str | None = None
@@ -114,7 +117,15 @@ class SmtpServer:
                 return AuthResult(success=ok, handled=False)
 
             auth = {"authenticator": check, "auth_require_tls": False}
-        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **auth)
+        handler = _Handler(self)
+        if only_gssapi:
+
+            async def auth_GSSAPI(server: Any, args: list[str]) -> Any:
+                return None  # never reached: smtplib gives up before trying it
+
+            handler.auth_GSSAPI = auth_GSSAPI  # type: ignore[attr-defined]
+            auth["auth_exclude_mechanism"] = ["LOGIN", "PLAIN"]
+        self._controller = Controller(handler, hostname="127.0.0.1", port=self.port, **auth)
 
     def __enter__(self) -> SmtpServer:
         self._controller.start()

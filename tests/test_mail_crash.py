@@ -127,7 +127,7 @@ def test_claims_left_by_a_killed_sender_are_reported_not_skipped_in_silence(
         assert [r.getMessage() for r in caplog.records] == [
             f"mail daily 2026-11-24 05:00Z – 2026-11-25 05:00Z: 1 delivery claimed by another "
             f"run until {until:%H:%M}Z (a run killed while sending leaves its claims; "
-            "`send daily` sends them now)"
+            "if no other sender is still running, `send daily` sends them now)"
         ]
         assert {d.recipient: d.status for d in mail.deliveries()}["anna@example.org"] == SENDING
 

@@ -69,6 +69,16 @@ def test_a_login_the_server_does_not_offer_stops_the_run_and_blames_no_subscribe
         assert smtp.received == []
 
 
+def test_a_login_with_no_method_smtplib_speaks_stops_the_run(tmp_path: Path) -> None:
+    """AUTH GSSAPI only: smtplib finds no method it knows, and would not on any retry."""
+    with SmtpServer(password="geheim", only_gssapi=True) as smtp:
+        config, store = _world(tmp_path, smtp, username="digest", password_env=PASSWORD_ENV)
+        with pytest.raises(SmtpRefused, match="No suitable authentication method found;"):
+            _send(config, store, "geheim")
+        _nobody_blamed(store)
+        assert smtp.received == []
+
+
 def test_a_refused_sender_address_stops_the_run_and_blames_no_subscriber(
     tmp_path: Path,
 ) -> None:

@@ -222,9 +222,15 @@ def test_tokens_stay_out_of_the_access_log(smtp: SmtpServer, tmp_path: Path) -> 
             assert client.get(url).status_code == 200
             assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
             assert client.get(url.rsplit("/", 1)[0] + "/garbage").status_code == 400
+            # Paths that do not route still carry a valid token: hidden as well.
+            base = url.split("/unsubscribe/")[0]
+            token = f"{subscriber_id}.{mac}"
+            for odd in (f"/unsubscribe//{token}", f"/UNSUBSCRIBE/{token}"):
+                assert client.get(base + odd).status_code == 404
+            assert client.get(f"{base}/x?next=%2Funsubscribe%2F{token}").status_code == 404
         finally:
             access.removeHandler(lines)
-    assert len(lines.lines) == 3, lines.lines
+    assert len(lines.lines) == 6, lines.lines
     assert not [line for line in lines.lines if mac in line]
     assert f'"GET /unsubscribe/{subscriber_id}.[hidden] HTTP/1.1" 200' in lines.lines[0]
     assert f'"POST /unsubscribe/{subscriber_id}.[hidden] HTTP/1.1" 200' in lines.lines[1]

@@ -167,7 +167,14 @@ class Sender:
                 conn.starttls(context=ssl.create_default_context())
                 conn.ehlo()
             if smtp.username:
-                conn.login(smtp.username, self.password or "")
+                try:
+                    conn.login(smtp.username, self.password or "")
+                except smtplib.SMTPResponseException:
+                    raise
+                except smtplib.SMTPException as exc:
+                    # No AUTH, or no method smtplib knows ("AUTH GSSAPI" only):
+                    # the settings do not fit this server, whenever we retry.
+                    raise smtplib.SMTPNotSupportedError(str(exc)) from exc
         except BaseException:
             conn.close()
             raise
@@ -217,7 +224,8 @@ class Sender:
             except smtplib.SMTPNotSupportedError as exc:
                 # No AUTH (or no STARTTLS) offered: the settings do not fit this
                 # server, and every retry for days would hear the same.
-                raise SmtpRefused(self.host, "the connection or login", str(exc)) from None
+                reason = str(exc).rstrip(".")
+                raise SmtpRefused(self.host, "the connection or login", reason) from None
             except (smtplib.SMTPException, OSError) as exc:
                 return self._lost(exc, "failed", connection=True)
         try:

@@ -241,7 +241,8 @@ def _report_claims(mail: MailStore, now: datetime, digest: str | None = None) ->
     for held in mail.claims(now, digest):
         log.warning(
             "mail %s %s – %s: %d %s claimed by another run until %s "
-            "(a run killed while sending leaves its claims; `send %s` sends them now)",
+            "(a run killed while sending leaves its claims; if no other sender is "
+            "still running, `send %s` sends them now)",
             held.digest,
             f"{held.period_start:%Y-%m-%d %H:%M}Z",
             f"{held.period_end:%Y-%m-%d %H:%M}Z",

@@ -48,7 +48,12 @@ button {{ font: inherit; padding: .5rem 1.2rem; cursor: pointer; }}
 
 # The token of an unsubscribe path, after the subscriber id it names (kept for
 # tracing a request); the rest is the MAC, as good as the link itself.
-_TOKEN_IN_PATH = re.compile(r"(/unsubscribe/)(\d+\.)?[^/?#\s\"]+")
+# Any case, repeated or percent-encoded slashes (a 404 or a `next=` parameter
+# still carries a valid token), percent-escapes inside the token.
+_TOKEN_IN_PATH = re.compile(
+    r"((?:/|%2F)unsubscribe(?:/|%2F)+)(\d+(?:\.|%2E))?(?:[^/?#&\s\"%]|%(?!2F)[0-9A-F]{2})+",
+    re.IGNORECASE,
+)
 
 
 class _HideTokens(logging.Filter):
