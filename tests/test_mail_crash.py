@@ -26,7 +26,7 @@ from smtpserver import SmtpServer
 
 from aggregator.mail.service import send_due, send_retries
 from aggregator.store import Store
-from aggregator.store.mail import CLAIM_TIMEOUT, SENDING, SENT, MailStore
+from aggregator.store.mail import CLAIM_TIMEOUT, SENDING, SENT, MailStore, Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSCRIBERS = 200
@@ -136,3 +136,19 @@ def test_claims_left_by_a_killed_sender_are_reported_not_skipped_in_silence(
             send_retries(store, config, until)
         assert caplog.records == [], "an expired claim is no longer reported, it is sent"
         assert sorted(smtp.recipients()) == ["anna@example.org", "bob@example.org"]
+
+
+def test_send_takes_over_the_claims_of_its_own_digest_only(tmp_path: Path) -> None:
+    """`send daily` may expire daily's claims; another digest's stay until they expire."""
+    store = Store(settings(tmp_path, smtp_port=1).database_url)
+    fill(store)
+    mail = MailStore(store)
+    for digest in ("daily", "weekly"):
+        mail.add_subscriber(Subscriber(email=f"{digest}@example.org", digest=digest), START)
+        mail.plan(digest, START, END, NOW, message_id=lambda s: s.email, wanted=lambda s: True)
+    for delivery in mail.deliveries():
+        assert mail.claim(delivery, NOW)
+    later = NOW + timedelta(minutes=1)
+    assert mail.expire_claims(later, "daily") == 1
+    due = {d.digest: d.next_attempt_at for d in mail.deliveries()}
+    assert due == {"daily": later, "weekly": NOW + CLAIM_TIMEOUT}

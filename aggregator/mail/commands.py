@@ -310,7 +310,7 @@ def send(
         click.echo(f"{len(files)} message{'s' if len(files) != 1 else ''} written, none sent")
         return
     with run_lock(obj.store, wait):
-        MailStore(obj.store).expire_claims(now)
+        MailStore(obj.store).expire_claims(now, name)
         try:
             summaries = [send_due(obj.store, obj.settings, digest, start, end, now)]
             summaries += send_retries(obj.store, obj.settings, now, digest=name)

@@ -430,19 +430,19 @@ class MailStore:
         with self._tx() as conn:
             return [Claims(*row) for row in conn.execute(query)]
 
-    def expire_claims(self, now: datetime) -> int:
-        """Make every claim due now; return how many there were.
+    def expire_claims(self, now: datetime, digest: str | None = None) -> int:
+        """Make every claim (of `digest`, default all) due now; return how many there were.
 
         Only for a caller holding the run lock that every sender takes: no other
         sender is running then, so each claim was left by a killed process, and
         waiting CLAIM_TIMEOUT for it would only delay that subscriber's mail.
+        `send NAME` takes over NAME's claims only, the ones it is about to send.
         """
+        query = update(deliveries).where(deliveries.c.status == SENDING)
+        if digest is not None:
+            query = query.where(deliveries.c.digest == digest)
         with self._tx() as conn:
-            return conn.execute(
-                update(deliveries)
-                .where(deliveries.c.status == SENDING)
-                .values(next_attempt_at=now, updated_at=now)
-            ).rowcount
+            return conn.execute(query.values(next_attempt_at=now, updated_at=now)).rowcount
 
     def release(self, delivery: Delivery, reason: str, now: datetime) -> None:
         """Give a claimed delivery back as it was, untried (the run stopped before sending it)."""
