@@ -152,9 +152,9 @@ class ClusterSettings(_Section):
     # Minimum combined similarity (0-100) for an entry to join a cluster.
     # None uses the matcher's tuned default for the granularity.
     threshold: float | None = Field(None, ge=0, le=100)
-    # Normalize long batches (10,000 entries or more: a first run, a recluster,
-    # a cold start) in a second process while this one decides: 1.2-1.5 times
-    # as fast on two cores, for 90-180 MB more memory while it runs. The
+    # Analyze long batches (10,000 entries or more: a first run, a recluster,
+    # a cold start) in a second process while this one decides: about 1.5 times
+    # as fast on two cores, for about 110 MB more memory while it runs. The
     # clusters are the same either way.
     parallel: bool = False
 
