@@ -188,8 +188,8 @@ cdef class ClusterIndex:
         cdef PyObject* value
         cdef PyObject* number
         cdef double weight
-        cdef vector[int32_t] terms  # token numbers, then their levels
-        cdef vector[int64_t] levels
+        cdef vector[int32_t] terms  # the entry's indexed tokens, by number
+        cdef vector[int64_t] levels  # their weights in whole units
         while PyDict_Next(weights, &pos, &key, &value):  # every Python call happens here
             number = PyDict_GetItem(self._token_ids, <object>key)
             if number == NULL:

@@ -136,10 +136,16 @@ def _logged_out(session: TestClient) -> bool:
     return page.status_code == 303 and location.startswith("/login") and api.status_code == 401
 
 
-def _browser_and_copy(app: Starlette) -> tuple[TestClient, TestClient]:
-    """A logged-in browser, and a second client holding a copy of its session cookie."""
+def _logged_in(app: Starlette) -> TestClient:
+    """A browser logged in as the test editor."""
     browser = TestClient(app, base_url="http://127.0.0.1")
     assert log_in(browser) == 303
+    return browser
+
+
+def _browser_and_copy(app: Starlette) -> tuple[TestClient, TestClient]:
+    """A logged-in browser, and a second client holding a copy of its session cookie."""
+    browser = _logged_in(app)
     copied = TestClient(app, base_url="http://127.0.0.1", cookies=dict(browser.cookies))
     assert copied.get("/", follow_redirects=False).status_code == 200
     return browser, copied
@@ -149,8 +155,7 @@ def test_logging_out_ends_every_copy_of_the_session(tmp_path: Path, database_url
     app, store, _ = app_for(tmp_path, database_url)
     browser, copied = _browser_and_copy(app)
     assert _session_rows(store) == 1
-    other_device = TestClient(app, base_url="http://127.0.0.1")
-    assert log_in(other_device) == 303
+    other_device = _logged_in(app)
     token = csrf_of(browser.get("/").text)
     out = browser.post("/logout", data={"csrf_token": token}, follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/login"
@@ -178,8 +183,7 @@ def test_a_form_whose_session_ended_while_it_was_sent_changes_nothing(
 ) -> None:
     """The session is checked again once the body is in (a slow body, a removed editor)."""
     app, store, _ = app_for(tmp_path, database_url)
-    browser = TestClient(app, base_url="http://127.0.0.1")
-    assert log_in(browser) == 303
+    browser = _logged_in(app)
     token = csrf_of(browser.get("/feeds").text)
     sent = {"csrf_token": token, "url": "http://127.0.0.1:9/late.xml", "outlet": "late"}
 
@@ -197,15 +201,14 @@ def test_an_expired_session_is_refused_and_deleted_at_the_next_login(
     tmp_path: Path, database_url: str
 ) -> None:
     app, store, _ = app_for(tmp_path, database_url)
-    browser = TestClient(app, base_url="http://127.0.0.1")
-    assert log_in(browser) == 303
+    browser = _logged_in(app)
     with store.engine.begin() as conn:  # the row's lifetime ends at the app's clock
         assert conn.execute(select(sessions.c.expires_at)).scalar_one() == NOW + timedelta(
             hours=settings(tmp_path, database_url).dashboard.session_hours
         )
         conn.execute(update(sessions).values(expires_at=NOW))
     assert _logged_out(browser)
-    assert log_in(TestClient(app, base_url="http://127.0.0.1")) == 303
+    _logged_in(app)
     assert _session_rows(store) == 1  # the expired row went with the new login
 
 
@@ -233,8 +236,7 @@ def test_a_cookie_from_before_the_sessions_table_is_logged_out(
 
 def test_checking_a_session_is_one_query(tmp_path: Path, database_url: str) -> None:
     app, store, _ = app_for(tmp_path, database_url)
-    browser = TestClient(app, base_url="http://127.0.0.1")
-    assert log_in(browser) == 303
+    browser = _logged_in(app)
     statements: list[str] = []
 
     def record(*args: object) -> None:
@@ -351,8 +353,7 @@ def test_nul_and_over_long_form_fields_get_a_4xx(client: TestClient) -> None:
 
 def test_nul_in_an_outlet_name_is_dropped(tmp_path: Path, database_url: str) -> None:
     app, store, _ = app_for(tmp_path, database_url, allow_private=True)
-    client = TestClient(app, base_url="http://127.0.0.1")
-    assert log_in(client) == 303
+    client = _logged_in(app)
     token = csrf_of(client.get("/feeds").text)
     form = {"csrf_token": token, "url": "http://127.0.0.1/feed\x00", "outlet": "Lo\x00cal"}
     assert client.post("/feeds/add", data=form, follow_redirects=False).status_code == 303
@@ -364,8 +365,7 @@ def test_nul_in_an_outlet_name_is_dropped(tmp_path: Path, database_url: str) -> 
 
 def test_dashboard_names_outlets_as_the_cli_does(tmp_path: Path, database_url: str) -> None:
     app, store, _ = app_for(tmp_path, database_url, allow_private=True)
-    client = TestClient(app, base_url="http://127.0.0.1")
-    assert log_in(client) == 303
+    client = _logged_in(app)
     token = csrf_of(client.get("/feeds").text)
     urls = ["http://www.spiegel.de/politik.xml", "file:///srv/feeds/local.xml"]
     for url in urls:
@@ -393,8 +393,7 @@ def test_a_correction_waits_for_the_clustering_pass_and_asks_to_retry(
     """A split landing between two batches of a clustering pass could tear a story apart."""
     monkeypatch.setattr(dashboard, "CORRECTION_WAIT", 0.2)
     app, store, ids = app_for(tmp_path, database_url)
-    client = TestClient(app, base_url="http://127.0.0.1")
-    assert log_in(client) == 303
+    client = _logged_in(app)
     story = DashboardStore(store).entries_by_id([ids["election"][0]])[ids["election"][0]]
     page = client.get(f"/story/{story.cluster_id}").text
     form = {"csrf_token": csrf_of(page), "entry_id": str(ids["election"][-1])}

@@ -400,7 +400,7 @@ class DashboardStore:
     def add_token(self, name: str, token_hash: str, now: datetime) -> bool:
         """Store a token's hash for the user; False if there is no such user."""
         with self._tx() as conn:
-            user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
+            user_id = conn.execute(_user_id(name)).scalar()
             if user_id is None:
                 return False
             conn.execute(
@@ -411,7 +411,7 @@ class DashboardStore:
     def revoke_tokens(self, name: str) -> int | None:
         """Delete every API token of the user; how many, or None if there is no such user."""
         with self._tx() as conn:
-            user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
+            user_id = conn.execute(_user_id(name)).scalar()
             if user_id is None:
                 return None
             deleted: int = conn.execute(
@@ -422,7 +422,7 @@ class DashboardStore:
     def remove_user(self, name: str) -> bool:
         """Delete the user, their API tokens and their sessions (which end at the next request)."""
         with self._tx() as conn:
-            user_id = conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
+            user_id = conn.execute(_user_id(name)).scalar()
             if user_id is None:
                 return False
             # Explicitly, not by the foreign key's cascade: SQLite enforces it per connection.
@@ -691,6 +691,7 @@ def _merge(conn: Connection, into: int, other: int, touched: set[int]) -> int:
 
 
 def _user_id(name: str) -> Select[Any]:
+    """The id of the user `name` (no row if there is none), as a statement or a subquery."""
     return select(users.c.id).where(users.c.name == name)
 
 
