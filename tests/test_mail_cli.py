@@ -108,12 +108,18 @@ def test_import_is_all_or_nothing_and_names_the_line(config: Path, tmp_path: Pat
     assert people["anna@example.org"].name == "Anna Müller"
 
 
-def test_send_dry_run_then_send_then_deliveries(
-    config: Path, tmp_path: Path, smtp: SmtpServer
-) -> None:
+def _anna_subscribed(config: Path, tmp_path: Path) -> Store:
+    """The store of `config` (mail.db beside it) with news and anna subscribed to daily."""
     store = Store(f"sqlite:///{tmp_path / 'mail.db'}")
     fill(store, START)
     assert run(config, "subscribers", "add", "anna@example.org", "--digest", "daily").exit_code == 0
+    return store
+
+
+def test_send_dry_run_then_send_then_deliveries(
+    config: Path, tmp_path: Path, smtp: SmtpServer
+) -> None:
+    store = _anna_subscribed(config, tmp_path)
     since, until = "2026-11-24T05:00Z", "2026-11-25T05:00Z"
     out = tmp_path / "outbox"
     dry = run(
@@ -168,9 +174,7 @@ def test_send_refuses_a_login_without_tls_in_one_line(tmp_path: Path) -> None:
             "digests": [{"name": "daily", "schedule": "0 6 * * *", "timezone": "Europe/Berlin"}],
         },
     )
-    store = Store(f"sqlite:///{tmp_path / 'mail.db'}")
-    fill(store, START)
-    assert run(config, "subscribers", "add", "anna@example.org", "--digest", "daily").exit_code == 0
+    store = _anna_subscribed(config, tmp_path)
     since, until = "2026-11-24T05:00Z", "2026-11-25T05:00Z"
     result = CliRunner().invoke(
         main,
@@ -188,9 +192,7 @@ def test_deliveries_and_send_after_a_killed_sender(
     config: Path, tmp_path: Path, smtp: SmtpServer
 ) -> None:
     """`deliveries` shows how long a killed sender's claim holds; `send` takes it over at once."""
-    store = Store(f"sqlite:///{tmp_path / 'mail.db'}")
-    fill(store, START)
-    assert run(config, "subscribers", "add", "anna@example.org", "--digest", "daily").exit_code == 0
+    store = _anna_subscribed(config, tmp_path)
     mail = MailStore(store)
     now = utcnow()
     mail.plan("daily", START, END, now, message_id=lambda s: "<1@x.org>", wanted=lambda s: True)
