@@ -35,8 +35,13 @@ from aggregator.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-# Entries read, clustered and committed together.
-CLUSTER_BATCH = 2000
+# Entries read, clustered and committed together. Assignments are scattered
+# over the entries table, so a commit rewrites about a database page per entry:
+# fewer, larger transactions rewrite each page fewer times (storing 100,000
+# assignments on SQLite took 5.6 s in pages of 2,000, 3.9 s in pages of 10,000).
+CLUSTER_BATCH = 10_000
+# Edited entries read by id at a time (bind parameters of one IN list).
+REREAD_CHUNK = 500
 # Seconds a process waits for another to finish syncing the configuration.
 CONFIG_WAIT = 120.0
 # Below this many feeds, starting parser processes costs more than it saves.
@@ -446,8 +451,8 @@ class Pipeline:
             return
         data = DashboardStore(self.store)
         entries = itertools.chain.from_iterable(
-            data.entries_by_id(edited[start : start + CLUSTER_BATCH]).values()
-            for start in range(0, len(edited), CLUSTER_BATCH)
+            data.entries_by_id(edited[start : start + REREAD_CHUNK]).values()
+            for start in range(0, len(edited), REREAD_CHUNK)
         )
         warm.clusterer.refresh(map(warm.item, entries))
 

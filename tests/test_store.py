@@ -166,6 +166,21 @@ def test_entries_are_unique_per_feed_and_updated_in_place(store: Store) -> None:
     assert all(e.cluster_id is not None for c in stored for e in c.entries)
 
 
+def test_unclustered_pages_follow_on_from_the_last_entry_read(store: Store) -> None:
+    """Pages by (published, id): ties in publication time split across pages lose nothing."""
+    feed = add(store)
+    times = [NOW - timedelta(hours=h) for h in (3, 2, 2, 2, 1, 2, 3)]
+    store.save_fetch(feed, [entry(f"e{i}", published=t) for i, t in enumerate(times)], NOW)
+    expected = sorted(store.unclustered(), key=lambda e: (e.published, e.id))
+    read: list[Entry] = []
+    page = store.unclustered(limit=2)
+    while page:
+        read += page
+        page = store.unclustered(limit=2, after=page[-1])
+    assert [e.id for e in read] == [e.id for e in expected]
+    assert len({e.id for e in read}) == len(times)
+
+
 def test_same_guid_in_two_feeds_is_two_entries(store: Store) -> None:
     one, two = add(store), add(store, "https://other.de/rss", "other.de")
     store.save_fetch(one, [entry("x")], NOW)

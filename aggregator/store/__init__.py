@@ -20,13 +20,13 @@ from sqlalchemy import (
     RowMapping,
     Table,
     Update,
-    and_,
     bindparam,
     create_engine,
     event,
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -559,13 +559,11 @@ class Store:
         """
         query = _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_(None))
         if after is not None:
-            published = entries.c.published
-            query = query.where(
-                or_(
-                    published > after.published,
-                    and_(published == after.published, entries.c.id > after.id),
-                )
-            )
+            # A row-value comparison, not "published > p OR (published = p AND id > i)":
+            # the OR made SQLite read and sort every remaining entry for each page
+            # (100,000 entries in pages of 2,000: 1.8 s instead of 0.6 s).
+            position = tuple_(entries.c.published, entries.c.id)
+            query = query.where(position > tuple_(after.published, after.id))
         query = query.order_by(entries.c.published, entries.c.id).limit(limit)
         with self._tx() as conn:
             return [_entry(row) for row in conn.execute(query).mappings()]
