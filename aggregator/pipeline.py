@@ -149,6 +149,8 @@ class _FetchRun:
         self.to_store = asyncio.Semaphore(STORE_AHEAD)
         self.parsing: set[asyncio.Task[None]] = set()
         self.unstored = 0
+        # Parsed documents handed to the writer and not committed yet (holding `to_store`).
+        self.documents_unstored = 0
         self.all_stored = asyncio.Event()
         self.all_stored.set()
         self.failure: BaseException | None = None
@@ -232,7 +234,11 @@ class _FetchRun:
         fetched = Fetched(state, parsed.entries if parsed else [], now)
         if result.content is not None:
             result = replace(result, content=None)  # parsed: the document is not needed any more
-        self.writer.submit(fetched, (feed, result, document), urgent=document)
+        # Documents wait for company (fewer, larger transactions) until half of
+        # `to_store` is taken: from then on parsing may soon wait for the writer.
+        self.documents_unstored += document
+        urgent = document and self.documents_unstored >= STORE_AHEAD // 2
+        self.writer.submit(fetched, (feed, result, document), urgent=urgent)
 
     def _stored(self, done: list[tuple[_Token, SaveResult | Exception]]) -> None:
         """A batch committed (on the event loop): count, log and report each feed in it."""
@@ -240,6 +246,7 @@ class _FetchRun:
             self.unstored -= 1
             if document:
                 self.to_store.release()
+                self.documents_unstored -= 1
             if isinstance(saved, Exception):
                 self._unstorable(feed, result, saved)
             else:
