@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, event, inspect, select, text, update
+from sqlalchemy import ColumnElement, delete, event, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from aggregator.models import Entry, Feed, Match, Outlet
@@ -19,6 +19,7 @@ from aggregator.store.schema import (
     MIGRATIONS,
     clusters,
     digests,
+    entries,
     schema_migrations,
     sessions,
     users,
@@ -276,6 +277,41 @@ def test_save_fetches_stores_several_feeds_in_one_transaction(store: Store) -> N
     states = {f.url: f for f in store.feeds()}
     assert states[one.url].etag == '"2"'
     assert states[two.url].last_status == "not_modified"
+
+
+def test_entries_stored_in_bulk_compare_equal_to_values_bound_by_sqlalchemy(store: Store) -> None:
+    """New entries go to the driver without SQLAlchemy; their stored form must not differ.
+
+    SQLite compares datetimes as text, so a time stored without its
+    microseconds would never equal the same time bound by a query.
+    """
+    feed = add(store)
+    whole = NOW.replace(hour=3)
+    fraction = NOW - timedelta(minutes=1, microseconds=250)
+    later = NOW + timedelta(seconds=1)
+    store.save_fetches(
+        [
+            Fetched(
+                feed,
+                [
+                    entry("a", published=whole),
+                    entry("b", published=fraction, published_estimated=True),
+                ],
+                later,
+            )
+        ]
+    )
+    with store.engine.begin() as conn:
+
+        def guids(*where: ColumnElement[bool]) -> list[str]:
+            query = select(entries.c.guid).where(*where).order_by(entries.c.guid)
+            return list(conn.execute(query).scalars())
+
+        assert guids(entries.c.published == whole) == ["a"]
+        assert guids(entries.c.published == fraction) == ["b"]
+        assert guids(entries.c.published_estimated.is_(True)) == ["b"]
+        assert guids(entries.c.first_seen_at == later, entries.c.updated_at == later) == ["a", "b"]
+    assert [(e.guid, e.published) for e in store.unclustered()] == [("a", whole), ("b", fraction)]
 
 
 def test_url_moves_in_one_batch_are_decided_in_order(store: Store) -> None:
