@@ -280,6 +280,11 @@ def _insert_entries(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         conn.exec_driver_sql(_insert_entries_sql(dialect, len(chunk)), values)
 
 
+# A feed's stored entries among some guids: built once, not once per feed stored.
+_KNOWN_GUIDS = select(entries.c.id, entries.c.guid, entries.c.content_hash).where(
+    entries.c.feed_id == bindparam("feed_id"),
+    entries.c.guid.in_(bindparam("guids", expanding=True)),
+)
 # What a fetch changes in a feed's row, besides a URL moved by a permanent redirect.
 _FEED_STATE = (
     "title",
@@ -587,11 +592,7 @@ class Store:
         guids = list(dict.fromkeys(e.guid for e in item.entries))
         known = {
             row.guid: (row.id, row.content_hash)
-            for row in conn.execute(
-                select(entries.c.id, entries.c.guid, entries.c.content_hash).where(
-                    entries.c.feed_id == feed_id, entries.c.guid.in_(guids)
-                )
-            )
+            for row in conn.execute(_KNOWN_GUIDS, {"feed_id": feed_id, "guids": guids})
         }
         inserts: list[tuple[Any, ...]] = []
         changes: list[dict[str, Any]] = []
