@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -276,7 +277,7 @@ def _insert_entries(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     )
     for start in range(0, len(rows), page):
         chunk = rows[start : start + page]
-        values = tuple(value for row in chunk for value in row)
+        values = tuple(chain.from_iterable(chunk))
         conn.exec_driver_sql(_insert_entries_sql(dialect, len(chunk)), values)
 
 
