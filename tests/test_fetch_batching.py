@@ -393,6 +393,24 @@ def test_state_only_results_share_a_transaction_and_documents_do_not_wait(store:
     assert {f.last_status for f in store.feeds()[:4]} == {"not_modified"}
 
 
+def test_documents_nobody_waits_for_share_a_transaction(store: Store) -> None:
+    """Each commit writes every index page its entries touched: fewer, larger ones cost less."""
+    feeds = [add(store, n) for n in range(3)]
+    commits: list[object] = []
+    event.listen(store.engine, "commit", commits.append)
+    collected = Collected()
+    writer = BatchWriter(store, collected, linger=0.6)
+    try:
+        for n, feed in enumerate(feeds):
+            writer.submit(Fetched(feed, [entry(f"e{n}")], NOW), feed.url)
+            time.sleep(0.05)  # the writer is free meanwhile
+        outcomes = collected.wait_for(3, timeout=5)
+    finally:
+        writer.close()
+    assert list(outcomes.values()) == [SaveResult(1, 0)] * 3
+    assert len(commits) == 1
+
+
 def test_a_result_that_cannot_be_stored_costs_only_itself(store: Store) -> None:
     good, bad, other = (add(store, n) for n in range(3))
     naive = entry("late", published=datetime(2026, 11, 25, 5, 0))
