@@ -314,6 +314,14 @@ def test_entries_stored_in_bulk_compare_equal_to_values_bound_by_sqlalchemy(stor
     assert [(e.guid, e.published) for e in store.unclustered()] == [("a", whole), ("b", fraction)]
 
 
+def test_more_new_entries_than_one_statement_takes_are_all_stored(store: Store) -> None:
+    feed = add(store)
+    many = [entry(f"g{n}", f"Meldung {n}") for n in range(2001)]  # pages of 1000 rows
+    assert store.save_fetches([Fetched(feed, many, NOW)]) == [SaveResult(2001, 0)]
+    assert store.count_unclustered() == 2001
+    assert store.save_fetches([Fetched(feed, many, NOW)]) == [SaveResult(0, 0)]
+
+
 def test_url_moves_in_one_batch_are_decided_in_order(store: Store) -> None:
     """As one transaction per feed would: a URL left by one feed can be taken by the next."""
     one = add(store, "https://a.de/rss", "a.de")
