@@ -388,6 +388,7 @@ class Pipeline:
         # How many wait decides whether a second process pays; counted only if one may run.
         waiting = self.store.count_unclustered() if self.settings.cluster.parallel else None
         items = map(warm.item, self._pages_from(page))
+        del page  # the reader holds it only as long as it needs it
         assigned = 0
         with contextlib.closing(clusterer.add_many(items, waiting)) as matches:
             while batch := list(itertools.islice(matches, CLUSTER_BATCH)):
@@ -410,8 +411,11 @@ class Pipeline:
         only another process's fetch could store one).
         """
         while page:
+            last = page[-1]
             yield from page
-            page = self.store.unclustered(limit=CLUSTER_BATCH, after=page[-1])
+            # Let go of a page before reading the next: each is 10,000 entries with their texts.
+            del page
+            page = self.store.unclustered(limit=CLUSTER_BATCH, after=last)
 
     def _clusterer_from(self, warm: _Warm | None, first: datetime) -> _Warm:
         """A matcher holding the window before `first`: the last run's (`warm`), or one primed anew.
