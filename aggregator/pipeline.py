@@ -26,7 +26,7 @@ from aggregator.digest import build_digest
 from aggregator.digest.render import render
 from aggregator.fetch import apply_result, fetch_many
 from aggregator.mail.service import SendSummary, send_due, send_retries
-from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Outlet, ParsedFeed
+from aggregator.models import Entry, Feed, FetchResult, FetchStatus, Match, Outlet, ParsedFeed
 from aggregator.parse.normalize import describe
 from aggregator.parse_pool import Parsers
 from aggregator.store import Fetched, SaveResult, Store
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 CLUSTER_BATCH = 10_000
 # Edited entries read by id at a time (bind parameters of one IN list).
 REREAD_CHUNK = 500
+# While a batch fills, how many decisions are made between two looks at `stop`.
+STOP_CHECK = 1000
 # Seconds a process waits for another to finish syncing the configuration.
 CONFIG_WAIT = 120.0
 # Below this many feeds, starting parser processes costs more than it saves.
@@ -128,6 +130,21 @@ class _Warm:
 # What the writer reports back for a result: the feed, what the fetch gave,
 # and whether it holds one of the run's `to_store` slots.
 _Token = tuple[Feed, FetchResult, bool]
+
+
+def _decided(matches: Iterator[Match], stop: Callable[[], bool] | None) -> list[Match]:
+    """The next `CLUSTER_BATCH` matches, or fewer once `stop()` turned true.
+
+    A batch of slow decisions can take seconds; asked to stop (SIGTERM in
+    `serve`), a run commits what it decided within `STOP_CHECK` decisions.
+    """
+    batch: list[Match] = []
+    while len(batch) < CLUSTER_BATCH:
+        decided = list(itertools.islice(matches, min(STOP_CHECK, CLUSTER_BATCH - len(batch))))
+        batch += decided
+        if not decided or (stop is not None and stop()):
+            break
+    return batch
 
 
 class _FetchRun:
@@ -374,8 +391,9 @@ class Pipeline:
         few pages plus the matcher's window, however many entries are waiting.
         Pages are read ahead of the matcher's decisions (a long batch is
         normalized in a second process meanwhile, see `Clusterer.add_many`).
-        When `stop()` turns true the run ends after the batch being committed:
-        the entries not reached wait for the next run.
+        When `stop()` turns true the run commits what it decided (looked at
+        every `STOP_CHECK` decisions) and ends: the entries not reached wait
+        for the next run.
         """
         page = self.store.unclustered(limit=CLUSTER_BATCH)
         if not page:
@@ -391,7 +409,7 @@ class Pipeline:
         del page  # the reader holds it only as long as it needs it
         assigned = 0
         with contextlib.closing(clusterer.add_many(items, waiting)) as matches:
-            while batch := list(itertools.islice(matches, CLUSTER_BATCH)):
+            while batch := _decided(matches, stop):
                 merges = clusterer.take_merges()
                 self.store.save_matches(resolve_merges(batch, merges), merges)
                 assigned += len(batch)

@@ -143,6 +143,22 @@ def test_a_stopped_run_commits_its_batch_and_the_next_run_goes_on_from_there(
     assert len(_grouping(store)) == 2
 
 
+def test_a_stop_asked_for_while_a_batch_fills_commits_what_was_decided(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big batch does not hold up a shutdown: the run stops within `STOP_CHECK` decisions."""
+    monkeypatch.setattr(pipeline_module, "CLUSTER_BATCH", 5)
+    monkeypatch.setattr(pipeline_module, "STOP_CHECK", 2)
+    store = Store(database_url)
+    _save(store, _feeds(store), range(len(REPORTS)))
+    pipeline = Pipeline(Settings(cluster=EVENT), store)
+    looks = iter([False, True])
+    assert pipeline.cluster(stop=lambda: next(looks, True)) == 4
+    assert len(store.unclustered()) == len(REPORTS) - 4
+    assert pipeline.cluster() == len(REPORTS) - 4
+    assert len(_grouping(store)) == 2
+
+
 # -- entries edited after they were clustered --------------------------------------
 
 OLD, NEW = REPORTS[1], REPORTS[0]  # a headline and lead replaced by the outlet
