@@ -373,12 +373,17 @@ def add(store: Store, n: int) -> Feed:
     return feed
 
 
-def test_state_only_results_share_a_transaction_and_documents_do_not_wait(store: Store) -> None:
-    feeds = [add(store, n) for n in range(5)]
+def lingering_writer(store: Store) -> tuple[BatchWriter[str], Collected, list[object]]:
+    """A writer whose batches wait 0.6 s for company, what it reports, and the store's commits."""
     commits: list[object] = []
     event.listen(store.engine, "commit", commits.append)
     collected = Collected()
-    writer = BatchWriter(store, collected, linger=0.6)
+    return BatchWriter(store, collected, linger=0.6), collected, commits
+
+
+def test_state_only_results_share_a_transaction_and_documents_do_not_wait(store: Store) -> None:
+    feeds = [add(store, n) for n in range(5)]
+    writer, collected, commits = lingering_writer(store)
     try:
         for feed in feeds[:4]:
             writer.submit(Fetched(replace(feed, last_status="not_modified"), [], NOW), feed.url)
@@ -396,10 +401,7 @@ def test_state_only_results_share_a_transaction_and_documents_do_not_wait(store:
 def test_documents_nobody_waits_for_share_a_transaction(store: Store) -> None:
     """Each commit writes every index page its entries touched: fewer, larger ones cost less."""
     feeds = [add(store, n) for n in range(3)]
-    commits: list[object] = []
-    event.listen(store.engine, "commit", commits.append)
-    collected = Collected()
-    writer = BatchWriter(store, collected, linger=0.6)
+    writer, collected, commits = lingering_writer(store)
     try:
         for n, feed in enumerate(feeds):
             writer.submit(Fetched(feed, [entry(f"e{n}")], NOW), feed.url)
