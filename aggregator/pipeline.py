@@ -221,10 +221,18 @@ class _FetchRun:
             await self.to_store.acquire()
         finally:
             self.to_parse.release()
-        if isinstance(outcome, str):
-            self._store(feed, replace(result, status=FetchStatus.FAILED, error=outcome), None, now)
-        else:
-            self._store(feed, result, outcome, now)
+        try:
+            if isinstance(outcome, str):
+                failed = replace(result, status=FetchStatus.FAILED, error=outcome)
+                self._store(feed, failed, None, now)
+            else:
+                self._store(feed, result, outcome, now)
+        except BaseException:
+            # Not handed to the writer, so never released by `_stored`: a run
+            # whose results fail this way must end with the error, not stall
+            # once every slot is lost.
+            self.to_store.release()
+            raise
 
     def _parsed(self, task: asyncio.Task[None]) -> None:
         self.parsing.discard(task)

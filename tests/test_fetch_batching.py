@@ -33,6 +33,7 @@ from feedserver import FeedServer
 from sqlalchemy import event
 from test_fetch import fetch_all, make_settings
 
+from aggregator import pipeline as pipeline_module
 from aggregator.config import Settings
 from aggregator.fetch import fetch_feed, fetch_many
 from aggregator.fetch.client import make_client
@@ -453,6 +454,29 @@ def test_fetch_raises_when_a_result_cannot_be_stored(
         asyncio.run(pipeline.fetch(all_feeds=True))
     stored = {e.guid for e in store.unclustered()}
     assert "q2-0" not in stored and {"q0-0", "q1-1", "q3-0"} <= stored
+
+
+def test_results_that_fail_before_the_writer_end_the_run_with_the_error(
+    feed_server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More such failures than a run has room for parsed documents: it raises, never stalls."""
+    monkeypatch.setattr(pipeline_module, "STORE_AHEAD", 2)
+
+    def broken(*args: object, **kwargs: object) -> Feed:
+        raise RuntimeError("fetch policy bug")
+
+    monkeypatch.setattr(pipeline_module, "apply_result", broken)
+    store = Store(f"sqlite:///{tmp_path / 'broken.db'}")
+    for i in range(5):
+        url = feed_server.add(f"/b{i}.xml", rss(i, 0, items=1))
+        store.add_feed(url, Outlet("o"), source="cli", interval_seconds=60, now=NOW)
+    pipeline = Pipeline(Settings(fetch=make_settings()), store)
+
+    async def run() -> None:
+        await asyncio.wait_for(pipeline.fetch(all_feeds=True), timeout=30)
+
+    with pytest.raises(RuntimeError, match="fetch policy bug"):
+        asyncio.run(run())
 
 
 def test_a_feed_whose_entries_the_database_refuses_fails_alone_and_the_run_goes_on(
