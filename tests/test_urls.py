@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
 import pytest
+from feedparser.urls import _urljoin
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.parse import canonical_url
-from aggregator.parse.urls import http_url, is_tracking_param
+from aggregator.parse import canonical_url, urls
+from aggregator.parse.urls import http_url, is_tracking_param, joins_to_itself
 
 
 @pytest.mark.parametrize(
@@ -106,3 +111,49 @@ def test_a_link_is_returned_as_it_was_checked() -> None:
     """urlsplit drops tabs and newlines before the scheme check; the URL returned must too."""
     assert http_url("ht\ttps://news.example.de/a") == "https://news.example.de/a"
     assert http_url("https://news.example.de/a\nb") == "https://news.example.de/ab"
+
+
+# URL-ish text: the prefixes and characters on which urllib's rules turn.
+_URLISH = st.builds(
+    "".join,
+    st.tuples(
+        st.sampled_from(["http://", "https://", "HTTP://", "http:", "ftp://", "//", " http://"]),
+        st.text(alphabet="aZ09.-_~/:;?#@[]%&=+ \t\n\x00\x7f\xa0éß", max_size=30),
+    ),
+)
+_BASES = ["", "https://example.org/feed/", "http://example.org", "http://[::1/", "ftp://x/"]
+_PLAIN_EXAMPLES = [
+    "https://www.tagesblick0.example/politik/fernwaermeabgabe-a0000001.html",
+    "http://A.B.example./x?utm_source=a&id=1#top",
+    "http://./", "http://x.de?", "http://x.de#", "http://x.de/a;b", "http://x.de/?a?b#c#d",
+    "https://x.de:443/", "http://user@x.de/", "http://x.de/ä?ü=1", "HTTP://x.de/",
+]  # fmt: skip
+
+
+def _general(function: Callable[..., object], *args: object) -> object:
+    """`function` with the plain-URL shortcut switched off: urllib decides."""
+    plain = urls._PLAIN_URL
+    urls._PLAIN_URL = re.compile(r"(?!)")
+    try:
+        return function(*args)
+    finally:
+        urls._PLAIN_URL = plain
+
+
+def _check_plain_url_shortcut(url: str, base: str) -> None:
+    assert canonical_url(url) == _general(canonical_url, url)
+    assert http_url(url, base) == _general(http_url, url, base)
+    if joins_to_itself(url, base):
+        assert urljoin(base, url) == url == urlunsplit(urlsplit(url))
+        assert _urljoin(base, url) == url  # feedparser's, as fast.py uses it
+
+
+@pytest.mark.parametrize("url", _PLAIN_EXAMPLES)
+@pytest.mark.parametrize("base", _BASES)
+def test_plain_url_shortcut_changes_nothing(url: str, base: str) -> None:
+    _check_plain_url_shortcut(url, base)
+
+
+@given(_URLISH, st.sampled_from(_BASES))
+def test_plain_url_shortcut_changes_nothing_on_any_text(url: str, base: str) -> None:
+    _check_plain_url_shortcut(url, base)

@@ -41,6 +41,7 @@ from feedparser.util import FeedParserDict
 from lxml import etree  # type: ignore[import-untyped]  # no stubs in this environment
 
 from aggregator.parse.dates import parse_date
+from aggregator.parse.urls import joins_to_itself
 
 _MIXIN: Any = _FeedParserMixin
 # Namespace URI (lower case) -> feedparser's prefix for it ('' for RSS and Atom).
@@ -211,6 +212,12 @@ def _attributes(element: Any) -> dict[str, str]:
     return attributes
 
 
+def _join(base: str, uri: str) -> str:
+    """feedparser's `_urljoin`, which leaves a plain absolute URL as it is (see
+    urls.py), without its regular expression and urllib's parsing for one."""
+    return uri if joins_to_itself(uri, base) else _urljoin(base, uri)
+
+
 @functools.lru_cache(maxsize=256)
 def _rebase(base: str, declared: str | None) -> str:
     """feedparser's xml:base rule for one element."""
@@ -355,7 +362,7 @@ class _Walker:
         if not node.expecting:
             return output
         if element in _RELATIVE and output and (element != "id" or self.guidislink):
-            output = _urljoin(node.base, output)
+            output = _join(node.base, output)
         params = self.params
         if (
             params is not None
@@ -580,7 +587,7 @@ class _Walker:
         node.expecting = self._expecting
         node.pushed = "href" not in attributes
         if not node.pushed:
-            href = _urljoin(node.base, attributes["href"])
+            href = _join(node.base, attributes["href"])
             if rel == "alternate" and _map_content_type(link_type) in _HTML_TYPES:
                 self._get_context()["link"] = href
 
