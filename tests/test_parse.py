@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from aggregator.models import Entry, ParsedFeed
 from aggregator.parse import ParseError, parse_feed
+from aggregator.parse import html as html_module
 from aggregator.parse.html import html_to_text, plain_to_text, title_from_text, truncate
 from aggregator.parse.normalize import normalize_language
 
@@ -561,6 +562,35 @@ def test_corpus_bozo_with_entries_and_empty_utf16_feed() -> None:
 )
 def test_html_to_text(markup: str, text: str) -> None:
     assert html_to_text(markup) == text
+
+
+# Markup-ish text: tags bare and not, block, inline and skipped, entities, controls;
+# the first pieces alone make simple markup.
+_MARKUPISH = st.lists(
+    st.sampled_from(
+        ["<p>", "</div>", "<td>", "<em>", "</script>", "<style>", "<svg>", "</math>", "Wort ",
+         "Göttingen\u0093", "\x00", "\u00ad", " \n", ">", "x</p>", "Cafe\u0301"]
+    ),
+    max_size=12,
+).map("".join) | st.lists(
+    st.sampled_from(
+        ["<p>", "</p>", "<P>", "<br>", "<br/>", "<b>", "</B>", "<h1>", "<script>", "</style>",
+         "<svg>", "<a href='x'>", "<!-- c -->", "<![CDATA[x]]>", "&amp;", "&", "<", ">", " ",
+         "\n", "Wort", "Göttingen", "Cafe\u0301", "\u0093", "\u00ad", "\x00", "p>", "</"]
+    ),
+    max_size=12,
+).map("".join)  # fmt: skip
+
+
+@given(_MARKUPISH, st.sampled_from([None, 5, 1000]))
+def test_simple_markup_is_read_as_the_html_parser_reads_it(markup: str, limit: int | None) -> None:
+    simple = html_module._SIMPLE_MARKUP
+    html_module._SIMPLE_MARKUP = re.compile(r"(?!)")  # every document to HTMLParser
+    try:
+        expected = html_to_text(markup, limit)
+    finally:
+        html_module._SIMPLE_MARKUP = simple
+    assert html_to_text(markup, limit) == expected
 
 
 def test_html_to_text_stops_early_on_long_articles() -> None:

@@ -51,6 +51,12 @@ _TRANSLATE = {**_C1_TO_CP1252, **_INVISIBLE, **_CONTROLS}
 # text; this finds the (rare) text that needs it.
 _TRANSLATED = re.compile("[" + "".join(re.escape(chr(code)) for code in sorted(_TRANSLATE)) + "]")
 
+# Markup whose tags are all bare "<name>" or "</name>" (no attributes, comments,
+# CDATA or self-closing tags) and which has no character reference: the usual
+# shape of a feed's summary ("<p>...</p>").
+_SIMPLE_MARKUP = re.compile(r"(?:[^<&]++|</?[a-zA-Z][a-zA-Z0-9]*+>)*+")
+_SIMPLE_TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9]*)>")
+
 _SENTENCE_END = re.compile(r"(?:(?<!\b\d)(?<!\b\d\d)\.|[!?…])(?=\s+\W*[A-ZÄÖÜ0-9]|\s*$)")
 
 
@@ -104,6 +110,10 @@ def html_to_text(markup: str, limit: int | None = None) -> str:
     """
     if "<" not in markup and "&" not in markup:
         return clean_text(markup)
+    if limit is None or len(markup) <= 2 * limit:  # then the parser reads it all
+        text = _simple_markup_text(markup)
+        if text is not None:
+            return text
     parser = _TextExtractor()
     try:
         for start in range(0, len(markup), CHUNK):
@@ -117,6 +127,24 @@ def html_to_text(markup: str, limit: int | None = None) -> str:
         # conditionals); keep the text gathered so far rather than lose the field.
         pass
     return clean_text("".join(parser.parts))
+
+
+def _simple_markup_text(markup: str) -> str | None:
+    """What `_TextExtractor` makes of simple markup (see _SIMPLE_MARKUP), else None.
+
+    For such markup the parser's events come down to a space for each block tag,
+    nothing for any other tag and the text between them as it is; HTMLParser
+    took about a tenth of the parse stage to find that out.
+    """
+    if not _SIMPLE_MARKUP.fullmatch(markup):
+        return None
+    pieces = _SIMPLE_TAG.split(markup)  # text, tag name, text, ..., text
+    for index in range(1, len(pieces), 2):
+        tag = pieces[index].lower()
+        if tag in SKIP_TAGS:
+            return None
+        pieces[index] = " " if tag in BLOCK_TAGS else ""
+    return clean_text("".join(pieces))
 
 
 def plain_to_text(text: str) -> str:
