@@ -7,13 +7,19 @@ refuse (so feedparser's robustness applies) are checked one by one.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from feedparser.html import _cp1252
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregator.models import ParsedFeed
+from aggregator.parse import fast
 from aggregator.parse.feeds import FastPathDeclined, Reader, parse_xml
 from aggregator.parse.normalize import FeedContext, ParseError
 
@@ -215,3 +221,25 @@ def test_huge_text_node_goes_to_feedparser() -> None:
     body.write(b"Wort " * 2_200_000)
     body.write(b"</description></item></channel></rss>")
     assert_left_to_feedparser(body.getvalue())
+
+
+def _fix_text_as_feedparser(output: str) -> str:
+    """fast._fix_text as it was written first: the repair tried on all non-ASCII text."""
+    if output.isascii():
+        return output
+    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+        output = output.encode("iso-8859-1").decode("utf-8")
+    return output.translate(_cp1252) if re.search("[\x80-\x9f]", output) else output
+
+
+# Lead bytes valid and not, continuation bytes, C1 controls, ASCII, beyond Latin-1.
+@given(st.text(alphabet="\xc0\xc1\xc2\xc3\xdf\xe2\xef\xf0\xf4\xf5\x80\x93\x9f\xa0\xbfaä€"))
+def test_fix_text_tries_the_repair_where_it_can_succeed(text: str) -> None:
+    assert fast._fix_text(text) == _fix_text_as_feedparser(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["Göttingen", "GÃ¶ttingen", "Â©", "don\x92t", "Ã¶\x93", "\xc3", "ä€"]
+)
+def test_fix_text_examples(text: str) -> None:
+    assert fast._fix_text(text) == _fix_text_as_feedparser(text)

@@ -81,6 +81,7 @@ _AMP_REFERENCE = re.compile("&([A-Za-z0-9_]+);")
 _PROLOG_DECLARATION = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(rb"<\w")
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
+_UTF8_SEQUENCE_START = re.compile("[\xc2-\xf4][\x80-\xbf]")
 _NO_ATTRIBUTES: dict[str, str] = {}
 
 
@@ -227,11 +228,15 @@ def _rebase(base: str, declared: str | None) -> str:
 def _fix_text(output: str) -> str:
     """feedparser's last touches on every text value: text that is UTF-8 read as
     Latin-1 is repaired, then Windows-1252 code points are mapped. (Both leave
-    ASCII alone, and a dict-driven translate is slow: it runs only on C1 text.)"""
+    ASCII alone, and a dict-driven translate is slow: it runs only on C1 text.
+    The repair is tried only where a UTF-8 lead byte is followed by a continuation
+    byte, without which no non-ASCII text is UTF-8: it fails, by an exception, on
+    nearly all text, "Göttingen" too.)"""
     if output.isascii():
         return output
-    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-        output = output.encode("iso-8859-1").decode("utf-8")
+    if _UTF8_SEQUENCE_START.search(output):
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            output = output.encode("iso-8859-1").decode("utf-8")
     return output.translate(_cp1252) if _C1_CONTROLS.search(output) else output
 
 
