@@ -16,10 +16,12 @@ from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregator.models import ParsedFeed
 from aggregator.parse import parse_feed
-from aggregator.parse.dates import parse_date, parse_european_date
+from aggregator.parse.dates import feedparser_date, parse_date, parse_european_date
 from aggregator.parse.feeds import Reader, parse_xml
 from aggregator.parse.normalize import FeedContext
 
@@ -209,3 +211,35 @@ def test_english_dates_parse_as_before(date: str, expected: datetime) -> None:
 def test_english_dates_with_a_zone_are_left_to_feedparser(date: str) -> None:
     """The handler runs first: it must not claim what feedparser's own rules read."""
     assert parse_european_date(date) is None
+
+
+# RFC 822 dates in the form parse_date computes itself, days, hours and zones in
+# range and out of it, with years datetime cannot take and zones that overflow.
+_RFC822_DATES = st.builds(
+    "{}, {:02d} {} {:04d} {:02d}:{:02d}:{:02d} {}{:02d}{:02d}".format,
+    st.sampled_from(["Mon", "Sat", "Sun"]),
+    st.integers(0, 39),
+    st.sampled_from(["Jan", "Feb", "Mar", "Oct", "Dec"]),
+    st.sampled_from([0, 1, 1999, 2024, 2025, 9999]),
+    st.integers(0, 29),
+    st.integers(0, 69),
+    st.integers(0, 69),
+    st.sampled_from("+-"),
+    st.sampled_from([0, 1, 2, 5, 14, 23, 24, 99]),
+    st.sampled_from([0, 30, 45, 59, 60, 99]),
+)
+
+
+@given(_RFC822_DATES)
+def test_parse_date_computes_rfc822_dates_as_feedparser_does(date: str) -> None:
+    assert parse_date(date) == feedparser_date(date)
+
+
+@pytest.mark.parametrize(
+    "date",
+    ["Wed, 25 Nov 2026 05:01:30 +0000", "Sat, 01 Jan 0001 00:30:00 +0100",
+     "Fri, 31 Dec 9999 23:30:00 -0100", "Mon, 29 Feb 2025 10:00:00 +0000",
+     "Tue, 5 Mar 2024 24:00:00 +0000", "Thu, 14 Mar 2024 10:00:00 -0530"],
+)  # fmt: skip
+def test_parse_date_at_the_edges_of_its_own_form(date: str) -> None:
+    assert parse_date(date) == feedparser_date(date)

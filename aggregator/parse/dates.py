@@ -1,10 +1,11 @@
 """Feed dates feedparser loses or shifts: German forms and Central European zone names.
 
 Both XML readers get their dates from feedparser's `_parse_date` (fast.py calls
-it directly, feedparser.parse calls it internally), so a handler registered with
-`feedparser.registerDateHandler` reaches both and they stay equivalent. Importing
-this module registers `parse_european_date`; fast.py imports `parse_date` from
-here, so every path into aggregator.parse registers it before the first parse.
+it through `parse_date`, feedparser.parse calls it internally), so a handler
+registered with `feedparser.registerDateHandler` reaches both and they stay
+equivalent. Importing this module registers `parse_european_date`; fast.py
+imports `parse_date` from here, so every path into aggregator.parse registers it
+before the first parse.
 
 Why: feedparser 6 reads only English month names, and its RFC 822 handler drops a
 date with a weekday but no zone ("Fri, 14 Mar 2025 10:00:00") and takes zone
@@ -27,6 +28,7 @@ returns None for everything else, which then parses exactly as before.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -36,10 +38,10 @@ from zoneinfo import ZoneInfo
 import feedparser
 from feedparser.datetimes import _parse_date
 
-__all__ = ["parse_date", "parse_european_date"]
+__all__ = ["feedparser_date", "parse_date", "parse_european_date"]
 
 # feedparser's date function, with `parse_european_date` registered below.
-parse_date: Callable[[str | None], time.struct_time | None] = _parse_date
+feedparser_date: Callable[[str | None], time.struct_time | None] = _parse_date
 
 
 def _numbered(*groups: str) -> dict[str, int]:
@@ -145,6 +147,41 @@ def parse_european_date(value: str) -> time.struct_time | None:
         return local.utctimetuple()
     except (ValueError, OverflowError):  # no such day or time, or beyond datetime's years
         return None
+
+
+# The RFC 822 form nearly every RSS <pubDate> takes: "Wed, 25 Nov 2026 05:01:30 +0000".
+_RFC822_NUMERIC_ZONE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" (\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"
+)
+
+
+def parse_date(value: str | None) -> time.struct_time | None:
+    """feedparser's `_parse_date` with our handler, computed directly for the usual form.
+
+    For "Wed, 25 Nov 2026 05:01:30 +0000" `parse_european_date` declines (an
+    English date with a numeric zone), feedparser's W3C-DTF handler finds no
+    year, and its RFC 822 handler returns the time minus the zone offset; this
+    does that arithmetic itself, in half the time the handler chain takes.
+    Where that handler would find no date (no such day or hour) the others get
+    their turn, so such a value goes the whole way through the chain.
+    """
+    match = _RFC822_NUMERIC_ZONE.fullmatch(value) if value else None
+    if match is not None:
+        day, month, year, hour, minute, second, sign, zone_hours, zone_minutes = match.groups()
+        direction = -1 if sign == "-" else 1
+        offset = timedelta(hours=direction * int(zone_hours), minutes=direction * int(zone_minutes))
+        with contextlib.suppress(ValueError, OverflowError):
+            stamp = datetime(
+                int(year),
+                _MONTHS_EN[month.lower()],
+                int(day),
+                int(hour),
+                int(minute),
+                int(second),
+            )
+            return (stamp - offset).utctimetuple()
+    return feedparser_date(value)
 
 
 feedparser.registerDateHandler(parse_european_date)
