@@ -564,19 +564,55 @@ def test_html_to_text(markup: str, text: str) -> None:
     assert html_to_text(markup) == text
 
 
-# Markup-ish text: tags bare and not, block, inline and skipped, entities, controls;
-# the first pieces alone make simple markup.
-_MARKUPISH = st.lists(
+# Markup-ish text: tags bare, with attributes and broken, block, inline and
+# skipped, character references whole, cut and bogus, controls; the first
+# pieces alone make simple markup.
+_SIMPLE_PIECES = [
+    "<p>",
+    "</div>",
+    "<td>",
+    "<em>",
+    "</script>",
+    "<style>",
+    "<svg>",
+    "</math>",
+    "Wort ",
+    "Göttingen\u0093",
+    "\x00",
+    "\u00ad",
+    " \n",
+    ">",
+    "x</p>",
+    "Cafe\u0301",
+    '<a href="x">',
+    "<img src='a&amp;b' alt=\"&lt;\"/>",
+    "<br />",
+    "</p >",
+    '<P\tclass="x"\n>',
+    "<br/>",
+    "&amp;",
+    "&auml;",
+    "&amp",
+    "&#8222;",
+    "&#x20AC;",
+    "&notit;",
+    "&",
+    "&#",
+    "; ",
+    "&nbsp",
+    "&CounterClockwiseContourIntegral;",
+    "&#0;",
+    "&#xD800;",
+    "'",
+    '"',
+    "=",
+    "/",
+]
+_MARKUPISH = st.lists(st.sampled_from(_SIMPLE_PIECES), max_size=12).map("".join) | st.lists(
     st.sampled_from(
-        ["<p>", "</div>", "<td>", "<em>", "</script>", "<style>", "<svg>", "</math>", "Wort ",
-         "Göttingen\u0093", "\x00", "\u00ad", " \n", ">", "x</p>", "Cafe\u0301"]
-    ),
-    max_size=12,
-).map("".join) | st.lists(
-    st.sampled_from(
-        ["<p>", "</p>", "<P>", "<br>", "<br/>", "<b>", "</B>", "<h1>", "<script>", "</style>",
-         "<svg>", "<a href='x'>", "<!-- c -->", "<![CDATA[x]]>", "&amp;", "&", "<", ">", " ",
-         "\n", "Wort", "Göttingen", "Cafe\u0301", "\u0093", "\u00ad", "\x00", "p>", "</"]
+        [*_SIMPLE_PIECES, "<a href=x>", "<a href = 'x'>", "<input disabled>", "<a title='>'>",
+         "</p class='x'>", "<!-- c -->", "<![CDATA[x]]>", "<!DOCTYPE html>", "<?pi?>", "<", "</",
+         "<a\xa0href='x'>", "<a href='x'", "<a:b>", "</>", "<p/ >"]
     ),
     max_size=12,
 ).map("".join)  # fmt: skip
