@@ -225,6 +225,11 @@ def _rebase(base: str, declared: str | None) -> str:
     return make_safe_absolute_uri(base, declared or base) or base
 
 
+def _unescape_link(link: str) -> str:
+    """feedparser's "&name;" -> "&name" in links (most have no "&": no regex run)."""
+    return _AMP_REFERENCE.sub(r"&\g<1>", link) if "&" in link else link
+
+
 def _fix_text(output: str) -> str:
     """feedparser's last touches on every text value: text that is UTF-8 read as
     Latin-1 is repaired, then Windows-1252 code points are mapped. (Both leave
@@ -322,7 +327,7 @@ class _Walker:
         lang = None if declared == "" else declared if declared is not None else lang
         if lang and name in ("feed", "rss"):
             self.feed["language"] = lang.replace("_", "-")
-        if not prefixed:
+        if not prefixed and (self.inimage or self.intextinput):
             self._hack_image_flags(name)
         node = _Node(element, name, depth, base, lang, attributes)
         start, end, children = _HANDLERS.get(name) or self._unknown_handlers(name)
@@ -373,6 +378,7 @@ class _Walker:
             params is not None
             and params["type"] == "text/plain"
             and not self.version.startswith("atom")
+            and ("<" in output or "&" in output)  # looks_like_html needs a tag or reference
             and _looks_like_html(output)
         ):
             params["type"] = "text/html"
@@ -393,7 +399,7 @@ class _Walker:
             entry.setdefault("content", []).append({**(self.params or {}), "value": output})
         elif element == "link":
             if not self.inimage:
-                entry["link"] = _AMP_REFERENCE.sub(r"&\g<1>", output.replace("&amp;", "&"))
+                entry["link"] = _unescape_link(output.replace("&amp;", "&"))
         else:
             element = "summary" if element == "description" else element
             previous = self.depths.get(element)
@@ -410,7 +416,7 @@ class _Walker:
         element = "subtitle" if element == "description" else element
         context[_KEYMAP.get(element, element)] = output
         if element == "link":
-            context["link"] = _AMP_REFERENCE.sub(r"&\g<1>", output)
+            context["link"] = _unescape_link(output)
         elif self.incontent:
             context[element + "_detail"] = dict(self.params or {})
 
