@@ -629,6 +629,15 @@ def test_simple_markup_is_read_as_the_html_parser_reads_it(markup: str, limit: i
     assert html_to_text(markup, limit) == expected
 
 
+@pytest.mark.parametrize(
+    "tag", ["title", "textarea", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"]
+)
+def test_elements_some_html_parser_reads_as_raw_text_are_left_to_it(tag: str) -> None:
+    """Newer Pythons read these elements' content as text: the shortcut must not decide them."""
+    assert html_module._simple_markup_text(f"<{tag}>A <b>B</b></{tag}><p>C</p>") is None
+    assert html_module._simple_markup_text("<p>A <b>B</b></p>") == "A B"
+
+
 def test_html_to_text_stops_early_on_long_articles() -> None:
     article = "<p>" + "Wort " * 200_000 + "</p>"
     started = time.perf_counter()

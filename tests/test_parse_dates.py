@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
+import feedparser
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -243,3 +244,18 @@ def test_parse_date_computes_rfc822_dates_as_feedparser_does(date: str) -> None:
 )  # fmt: skip
 def test_parse_date_at_the_edges_of_its_own_form(date: str) -> None:
     assert parse_date(date) == feedparser_date(date)
+
+
+def test_a_handler_registered_later_is_heard_by_both_readers() -> None:
+    """The shortcut for the usual RFC 822 form must not bypass a handler feedparser.parse runs."""
+    epoch = time.gmtime(0)
+    value = "Wed, 25 Nov 2026 05:01:30 +0000"
+    assert parse_date(value)[:6] == (2026, 11, 25, 5, 1, 30)  # type: ignore[index]
+    handlers = feedparser.datetimes._date_handlers
+    registered = handlers[:]
+    feedparser.registerDateHandler(lambda text: epoch if text == value else None)
+    try:
+        assert parse_date(value) == epoch
+        assert feedparser_date(value) == epoch
+    finally:
+        handlers[:] = registered

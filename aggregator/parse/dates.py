@@ -3,9 +3,10 @@
 Both XML readers get their dates from feedparser's `_parse_date` (fast.py calls
 it through `parse_date`, feedparser.parse calls it internally), so a handler
 registered with `feedparser.registerDateHandler` reaches both and they stay
-equivalent. Importing this module registers `parse_european_date`; fast.py
-imports `parse_date` from here, so every path into aggregator.parse registers it
-before the first parse.
+equivalent (`parse_date`'s shortcut for the usual RFC 822 form steps aside
+once a handler was registered after ours). Importing this module registers
+`parse_european_date`; fast.py imports `parse_date` from here, so every path
+into aggregator.parse registers it before the first parse.
 
 Why: feedparser 6 reads only English month names, and its RFC 822 handler drops a
 date with a weekday but no zone ("Fri, 14 Mar 2025 10:00:00") and takes zone
@@ -36,6 +37,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import feedparser
+from feedparser.datetimes import _date_handlers as _HANDLERS
 from feedparser.datetimes import _parse_date
 
 __all__ = ["feedparser_date", "parse_date", "parse_european_date"]
@@ -164,10 +166,13 @@ def parse_date(value: str | None) -> time.struct_time | None:
     year, and its RFC 822 handler returns the time minus the zone offset; this
     does that arithmetic itself, in half the time the handler chain takes.
     Where that handler would find no date (no such day or hour) the others get
-    their turn, so such a value goes the whole way through the chain.
+    their turn, so such a value goes the whole way through the chain, as does
+    every value once another handler was registered after ours.
     """
     match = _RFC822_NUMERIC_ZONE.fullmatch(value) if value else None
-    if match is not None:
+    # Only while the chain is as this module left it: a handler registered
+    # later goes first in feedparser.parse, and must go first here too.
+    if match is not None and _HANDLERS[0] is parse_european_date:
         day, month, year, hour, minute, second, sign, zone_hours, zone_minutes = match.groups()
         direction = -1 if sign == "-" else 1
         offset = timedelta(hours=direction * int(zone_hours), minutes=direction * int(zone_minutes))

@@ -29,6 +29,14 @@ BLOCK_TAGS = frozenset(
 )  # fmt: skip
 # Elements whose content is not text a reader sees.
 SKIP_TAGS = frozenset({"script", "style", "template", "head", "svg", "math"})
+# Elements whose content HTMLParser reads as text, not markup, in some Python
+# release (3.11.13 and 3.12.11 added title and textarea, later ones more): the
+# shortcut for simple markup leaves them to the parser, whatever its version.
+_RAW_TEXT_TAGS = frozenset(
+    {"title", "textarea", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"}
+    | set(HTMLParser.CDATA_CONTENT_ELEMENTS)
+    | set(getattr(HTMLParser, "RCDATA_CONTENT_ELEMENTS", ()))
+)
 
 CHUNK = 8192
 
@@ -150,7 +158,7 @@ def _simple_markup_text(markup: str) -> str | None:
     parts = [html.unescape(pieces[0])]
     for end_tag, start_tag, text in zip(pieces[1::3], pieces[2::3], pieces[3::3], strict=True):
         tag = (end_tag or start_tag).lower()
-        if tag in SKIP_TAGS:
+        if tag in SKIP_TAGS or tag in _RAW_TEXT_TAGS:
             return None
         parts.append(" " if tag in BLOCK_TAGS else "")
         parts.append(html.unescape(text))
