@@ -131,8 +131,14 @@ def html_to_text(markup: str, limit: int | None = None) -> str:
             return text
     parser = _TextExtractor()
     try:
-        for start in range(0, len(markup), CHUNK):
-            parser.feed(markup[start : start + CHUNK])
+        start = 0
+        while start < len(markup):
+            # HTMLParser scans a construct left open (a tag, a comment) again from
+            # its start on every feed: quadratic in a hostile megabyte-long tag.
+            # Once more than a chunk of it waits, the rest goes in at once.
+            size = CHUNK if len(parser.rawdata) <= CHUNK else len(markup)
+            parser.feed(markup[start : start + size])
+            start += size
             if limit is not None and parser.length > 2 * limit:
                 break
         else:
