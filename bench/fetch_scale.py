@@ -660,11 +660,14 @@ def aggregator_cycle(config_path: Path) -> dict[str, Any]:
     pipeline.sync_config()
     store.feeds(include_disabled=False)  # the CLI counts them for its progress bar
     synced = time.perf_counter()
+    cpu_synced = time.process_time()
     summary = asyncio.run(pipeline.fetch(all_feeds=True))
     fetched = time.perf_counter()
+    cpu_fetched = time.process_time()
     fetch_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     clustered = pipeline.cluster()
     done = time.perf_counter()
+    cpu_done = time.process_time()
     store.close()
     return {
         "seconds": done - started,
@@ -674,6 +677,11 @@ def aggregator_cycle(config_path: Path) -> dict[str, Any]:
             "cluster": done - fetched,
         },
         "fetch_rss": fetch_rss,
+        # CPU of the main process (all its threads) by stage; the parser processes are apart.
+        "main_cpu": {
+            "fetch + parse + store": cpu_fetched - cpu_synced,
+            "cluster": cpu_done - cpu_fetched,
+        },
         "summary": summary.line() + f"; {clustered} clustered",
         "failed": summary.failed,
     }
@@ -714,8 +722,10 @@ class Run:
     stages: dict[str, float]
     summary: str
     failed: int
-    # aggregator only: its main process's peak RSS at the end of the fetch stage.
+    # aggregator only: its main process's peak RSS at the end of the fetch stage, and
+    # the CPU of its main process by stage.
     fetch_rss: int | None = None
+    main_cpu: dict[str, float] | None = None
 
 
 @dataclass
@@ -787,6 +797,7 @@ def run_cycle(tool: str, cycle: str, args: list[str], cwd: Path) -> Run:
         result["summary"],
         result["failed"],
         result.get("fetch_rss"),
+        result.get("main_cpu"),
     )
 
 
@@ -996,6 +1007,14 @@ def report(
             + ", ".join(fetch_rss)
             + "."
         )
+    for run in runs:
+        if run.main_cpu is not None and run.cycle == "first":
+            stages = ", ".join(f"{name} {cpu:.1f} s" for name, cpu in run.main_cpu.items())
+            rest = run.cpu_seconds - sum(run.main_cpu.values())
+            lines.append(
+                f"CPU of aggregator's main process in the first cycle, by stage: {stages}; "
+                f"the rest of the tree (parser processes, start-up): {rest:.1f} s."
+            )
     for profile in profiles:
         lines += profile_lines(profile)
     lines += ["", END]
