@@ -45,6 +45,7 @@ from aggregator.cluster_score import (
     STEPS,
     DocumentFrequencies,
     Features,
+    Fuzzy,
     Item,
     Scored,
     Tuning,
@@ -53,6 +54,7 @@ from aggregator.cluster_score import (
     pair_score,
     reread,
     reweigh,
+    scored_pair,
 )
 from aggregator.config import ClusterSettings
 from aggregator.models import Match
@@ -276,6 +278,8 @@ class _Verdict:
     cluster_id: int
     matched: int
     note: str
+    # The rapidfuzz parts of the score with `matched` (exact: the score reached the threshold).
+    fuzzy: Fuzzy | None = None
 
 
 class Clusterer:
@@ -472,7 +476,7 @@ class Clusterer:
         if best is None:
             return Match(features.id, features.id, None, 100.0, "new cluster"), candidates
         matched = state.features[best.matched]
-        reason = explain_pair(features, matched, self.tuning) + best.note
+        reason = explain_pair(features, matched, self.tuning, best.fuzzy) + best.note
         match = Match(features.id, best.cluster_id, best.matched, round(best.score, 1), reason)
         return match, candidates
 
@@ -512,13 +516,13 @@ class Clusterer:
         needed = math.floor(tuning.support_share * len(sample)) + 1
         allowed_misses = len(sample) - needed
         agree = misses = 0
-        top, matched = -1.0, sample[0]
+        top, matched, parts = -1.0, sample[0], None
         frequencies = self.frequencies
         for member in sample:
             other = state.features[member]
             if frequencies.stale(other):
                 other = state.features[member] = reweigh(other, frequencies)
-            score = pair_score(features, other, tuning, floor)
+            score, fuzzy = scored_pair(features, other, tuning, floor)
             if score >= floor:
                 agree += 1
             else:
@@ -526,11 +530,11 @@ class Clusterer:
                 if misses > allowed_misses:
                     return None
             if score > top:
-                top, matched = score, member
+                top, matched, parts = score, member, fuzzy
         if top < self.threshold:
             return None
         note = f" ({agree}/{len(sample)} sampled members agree)" if len(sample) > 1 else ""
-        return _Verdict(top, cluster_id, matched, note)
+        return _Verdict(top, cluster_id, matched, note, parts)
 
     def _profile_score(self, features: Features, cluster_id: int) -> _Verdict | None:
         """Story granularity: cosine of the headline with the cluster's centroid (TF-IDF).

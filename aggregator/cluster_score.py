@@ -379,21 +379,38 @@ def _penalty(a: Features, b: Features, tuning: Tuning) -> tuple[float, bool]:
 
 
 def pair_score(a: Features, b: Features, tuning: Tuning, floor: float = 0.0) -> float:
-    """How likely two items report the same event, 0-100 (the clusterer's hot path).
+    """How likely two items report the same event, 0-100.
 
-    Exact from `floor` up; below it, only some value below `floor`. The cheap
-    parts (key-word overlap, time and number penalties) come first, so a pair
-    that cannot reach `floor` whatever its wording costs no rapidfuzz call.
+    Exact from `floor` up; below it, only some value below `floor`.
+    """
+    return scored_pair(a, b, tuning, floor)[0]
+
+
+# rapidfuzz's similarity of title and lead combined, of the title, of the lead (`_fuzzy`).
+Fuzzy = tuple[float, float | None, float | None]
+
+
+def scored_pair(
+    a: Features, b: Features, tuning: Tuning, floor: float = 0.0
+) -> tuple[float, Fuzzy | None]:
+    """`pair_score`, and its rapidfuzz parts (the clusterer's hot path).
+
+    The cheap parts (key-word overlap, time and number penalties) come first,
+    so a pair that cannot reach `floor` whatever its wording costs no rapidfuzz
+    call (no parts). When the score is above zero and reaches `floor`, the
+    parts are exact, so the explanation of a match can reuse them instead of
+    comparing the texts again.
     """
     penalty = _penalty(a, b, tuning)[0]
     fuzzy_share = 1 - tuning.overlap_weight
     if floor + penalty > 100.0:  # even identical wording could not make up for the penalty
-        return 0.0
+        return 0.0, None
     weighted_overlap = tuning.overlap_weight * overlap(a, b)
     need = (floor + penalty - weighted_overlap) / fuzzy_share
     if need > 100.0:
-        return 0.0
-    return _total(weighted_overlap, _fuzzy(a, b, tuning, need)[0], penalty, tuning)
+        return 0.0, None
+    fuzzy = _fuzzy(a, b, tuning, need)
+    return _total(weighted_overlap, fuzzy[0], penalty, tuning), fuzzy
 
 
 def _total(weighted_overlap: float, fuzzy: float, penalty: float, tuning: Tuning) -> float:
@@ -401,12 +418,14 @@ def _total(weighted_overlap: float, fuzzy: float, penalty: float, tuning: Tuning
     return max(0.0, weighted_overlap + (1 - tuning.overlap_weight) * fuzzy - penalty)
 
 
-def explain_pair(a: Features, b: Features, tuning: Tuning) -> str:
+def explain_pair(a: Features, b: Features, tuning: Tuning, parts: Fuzzy | None = None) -> str:
     """`pair_score` as a human-readable breakdown, computed only for reported matches.
 
-    Every part is computed once, without cutoffs, and the score is made of them.
+    Every part is computed once, without cutoffs, and the score is made of
+    them; `parts` are the rapidfuzz parts where `scored_pair` made them
+    exactly already (a pair scoring above zero that reached its floor).
     """
-    fuzzy, title, lead = _fuzzy(a, b, tuning)
+    fuzzy, title, lead = _fuzzy(a, b, tuning) if parts is None else parts
     if lead is None:
         reason = f"title {title:.0f}"
     elif title is None:

@@ -7,7 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.cluster import Clusterer, Item, Merge, PairScorer, cluster_items, resolve_merges
+from aggregator import text
+from aggregator.cluster import (
+    TUNING,
+    Clusterer,
+    Item,
+    Merge,
+    PairScorer,
+    cluster_items,
+    resolve_merges,
+)
+from aggregator.cluster_score import (
+    DocumentFrequencies,
+    explain_pair,
+    featurize,
+    pair_score,
+    scored_pair,
+)
 from aggregator.config import ClusterSettings
 from aggregator.dedupe import load_rows, to_items
 from aggregator.models import Match
@@ -294,3 +310,24 @@ def test_resolve_merges_follows_chains() -> None:
     resolved = resolve_merges(matches, [Merge(2, 1, 30.0), Merge(1, 0, 40.0)])
     assert [m.cluster_id for m in resolved] == [0, 0, 0]
     assert [m.matched_id for m in resolved] == [None, 0, 1]
+
+
+@pytest.mark.parametrize("floor", [0.0, 40.0, 60.0, 75.0])
+def test_a_pair_that_reaches_its_floor_explains_itself_with_the_parts_it_was_scored_with(
+    floor: float,
+) -> None:
+    """The clusterer's explanations reuse the scoring's rapidfuzz parts: exact from the floor up."""
+    items, _, _ = fixture_items()
+    tuning = TUNING["event"]
+    boilerplate, frequencies = text.BoilerplateModel(), DocumentFrequencies()
+    features = [featurize(item, boilerplate, frequencies, tuning) for item in items]
+    reached = 0
+    for a in features:
+        for b in features:
+            score, parts = scored_pair(a, b, tuning, floor)
+            assert score == pytest.approx(pair_score(a, b, tuning, floor))
+            if score >= floor and score > 0:  # 0 may be a clamped total below any floor
+                assert parts is not None
+                reached += 1
+                assert explain_pair(a, b, tuning, parts) == explain_pair(a, b, tuning)
+    assert reached > len(features)  # not only each item with itself
