@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
-from aggregator import cluster_ahead, text
+from aggregator import cluster_ahead, cluster_tokens, text
 from aggregator.cluster_index import ClusterIndex
 from aggregator.cluster_score import (
     STEPS,
@@ -132,7 +132,7 @@ class _Window:
     features: dict[int, Features] = field(default_factory=dict)
     cluster_of: dict[int, int] = field(default_factory=dict)
     clusters: dict[int, _Cluster] = field(default_factory=dict)
-    index: ClusterIndex = field(default_factory=lambda: ClusterIndex(STEPS))
+    index: ClusterIndex = field(default_factory=ClusterIndex)
     by_url: dict[str, int] = field(default_factory=dict)
     by_text: dict[bytes, int] = field(default_factory=dict)
     heap: list[tuple[datetime, int]] = field(default_factory=list)
@@ -146,7 +146,7 @@ class _Window:
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
             cluster = self.clusters[cluster_id] = _Cluster()
-        self.index.add(cluster_id, features.weights)
+        self.index.add(cluster_id, features.tokens)
         cluster.members.append(features.id)
         if self.use_profile:
             cluster.update_profile(features, 1, self.frequencies)
@@ -171,8 +171,8 @@ class _Window:
             cluster_id = self.cluster_of[new.id]
             self.features[new.id] = new
             # Added first, so tokens the edit kept are not dropped from the index and re-added.
-            self.index.add(cluster_id, new.weights)
-            self.index.remove(cluster_id, old.weights)
+            self.index.add(cluster_id, new.tokens)
+            self.index.remove(cluster_id, old.tokens)
             if self.use_profile:
                 cluster = self.clusters[cluster_id]
                 cluster.update_profile(old, -1, self.frequencies)
@@ -245,7 +245,7 @@ class _Window:
                 cluster.members.popleft()
             else:
                 cluster.members.remove(item_id)
-            self.index.remove(cluster_id, features.weights)
+            self.index.remove(cluster_id, features.tokens)
             if not cluster.members:
                 del self.clusters[cluster_id]
             elif self.use_profile:
@@ -488,7 +488,7 @@ class Clusterer:
         tuning = self.tuning
         floor = tuning.min_shared * features.index_mass * STEPS
         return self._state.index.candidates(
-            features.weights, floor, tuning.max_candidates, tuning.max_postings
+            features.tokens, features.levels, floor, tuning.max_candidates, tuning.max_postings
         )
 
     def _sample(self, cluster: _Cluster) -> list[int]:
@@ -548,8 +548,9 @@ class Clusterer:
         centroid_norm = cluster.centroid_norm(self.frequencies)
         if not features.title_norm or not centroid_norm:
             return None
-        profile, weights = cluster.profile, features.weights
-        dot = sum(weights[t] ** 2 * profile[t] for t in features.title_tokens if t in profile)
+        dot = cluster_tokens.title_dot(
+            features.title_tokens, features.tokens, features.levels, cluster.profile, STEPS
+        )
         score = 100.0 * dot / (features.title_norm * centroid_norm)
         if score < self.threshold:
             return None

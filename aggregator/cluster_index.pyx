@@ -14,14 +14,15 @@ candidate search sums weights into an array indexed by cluster: the full sum
 over every posting, which is exact and cheaper here than any pruning.
 
 The answer does not depend on the order of postings: weights are summed as
-whole numbers (thousandths, as `cluster_score.WEIGHT_LEVELS` holds them) and
-ties go to the smaller cluster id.
+whole numbers (their levels, as `cluster_tokens.weigh` makes them) and ties
+go to the smaller cluster id.
 """
 
-from cpython.dict cimport PyDict_GetItem, PyDict_Next
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from cython.operator cimport dereference as deref
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t
 from libcpp.algorithm cimport sort
 from libcpp.unordered_map cimport unordered_map
 from libcpp.vector cimport vector
@@ -52,7 +53,6 @@ cdef class ClusterIndex:
     token; a token while any cluster has it. Memory follows the window.
     """
 
-    cdef int64_t _steps
     cdef dict _token_ids  # token -> its number
     cdef list _tokens  # number -> token (None while free)
     cdef vector[int32_t] _free_tokens
@@ -65,9 +65,7 @@ cdef class ClusterIndex:
     cdef vector[int32_t] _met  # candidate search: cluster numbers with a sum
     cdef vector[char] _seen  # candidate search: whether a cluster number is in `_met`
 
-    def __init__(self, int steps):
-        """`steps`: a weight `w` counts as the whole number `round(w * steps)`."""
-        self._steps = steps
+    def __init__(self):
         self._token_ids = {}
         self._tokens = []
 
@@ -75,17 +73,14 @@ cdef class ClusterIndex:
         """How many clusters are indexed."""
         return self._numbers.size()
 
-    def add(self, int64_t cluster_id, dict tokens):
-        """A member with `tokens` (its weights' keys) joins `cluster_id` (new or not)."""
+    def add(self, int64_t cluster_id, tuple tokens not None):
+        """A member with `tokens` (distinct) joins `cluster_id` (new or not)."""
         if not tokens:  # a cluster is indexed only while it has a token
             return
         cdef int32_t number = self._cluster_number(cluster_id)
         cdef vector[int32_t] arriving
-        cdef Py_ssize_t pos = 0
-        cdef PyObject* key
-        cdef PyObject* value
-        while PyDict_Next(tokens, &pos, &key, &value):
-            arriving.push_back(self._token_number(<object>key))
+        for token in tokens:
+            arriving.push_back(self._token_number(token))
         sort(arriving.begin(), arriving.end())
         cdef vector[Held]* held = &self._held[number]
         cdef vector[Held] merged
@@ -107,7 +102,7 @@ cdef class ClusterIndex:
                 j += 1
         held.swap(merged)
 
-    def remove(self, int64_t cluster_id, dict tokens):
+    def remove(self, int64_t cluster_id, tuple tokens not None):
         """A member with `tokens` leaves `cluster_id`; tokens no member has any more leave.
 
         All or nothing: a token the cluster does not have raises KeyError before
@@ -117,12 +112,9 @@ cdef class ClusterIndex:
         if found == self._numbers.end():
             return
         cdef int32_t number = deref(found).second
-        cdef Py_ssize_t pos = 0
-        cdef PyObject* key
-        cdef PyObject* value
         cdef vector[int32_t] leaving
-        while PyDict_Next(tokens, &pos, &key, &value):  # every Python call happens here
-            leaving.push_back(self._known_number(<object>key))
+        for name in tokens:  # every Python call happens here
+            leaving.push_back(self._known_number(name))
         cdef vector[Held*] entries
         cdef int32_t token
         for token in leaving:  # no Python code from here: the pointers stay valid
@@ -174,31 +166,32 @@ cdef class ClusterIndex:
         held.swap(merged)
         self._release(gone)
 
-    def candidates(self, dict weights, double floor, Py_ssize_t wanted, Py_ssize_t max_postings):
-        """The `wanted` clusters sharing the most weight with `weights`, at least `floor` of it.
+    def candidates(
+        self, tuple tokens not None, bytes weights not None, double floor, Py_ssize_t wanted,
+        Py_ssize_t max_postings,
+    ):
+        """The `wanted` clusters sharing the most weight with `tokens`, at least `floor` of it.
 
-        Highest first, ties by cluster id. A token in more than `max_postings`
-        clusters is too common to say anything and is not counted. `floor` is
-        in the same whole units as the sums (weight times `steps`).
+        `weights` starts with the tokens' levels, native unsigned 16-bit
+        numbers (as `cluster_tokens.weigh` makes them). Highest first, ties by
+        cluster id. A token in more than `max_postings` clusters is too common
+        to say anything and is not counted. `floor` is in levels too.
         """
         if wanted <= 0:
             return []
-        cdef Py_ssize_t pos = 0
-        cdef PyObject* key
-        cdef PyObject* value
+        cdef Py_ssize_t n = len(tokens), i
+        if PyBytes_GET_SIZE(weights) < 2 * n:
+            raise ValueError(f"{PyBytes_GET_SIZE(weights)} bytes of levels for {n} tokens")
+        cdef const uint16_t* given = <const uint16_t*>PyBytes_AS_STRING(weights)
         cdef PyObject* number
-        cdef double weight
         cdef vector[int32_t] terms  # the entry's indexed tokens, by number
         cdef vector[int64_t] levels  # their weights in whole units
-        while PyDict_Next(weights, &pos, &key, &value):  # every Python call happens here
-            number = PyDict_GetItem(self._token_ids, <object>key)
+        for i in range(n):  # every Python call happens here
+            number = PyDict_GetItem(self._token_ids, tokens[i])
             if number == NULL:
                 continue
-            weight = <object>value
-            if not (0.0 <= weight < 1e12):
-                raise ValueError(f"weight {weight!r} of token {<object>key!r} is not in [0, 1e12)")
             terms.push_back(<int32_t><object>number)
-            levels.push_back(<int64_t>(weight * self._steps + 0.5))
+            levels.push_back(given[i])
         cdef vector[int32_t]* posting
         cdef int32_t cluster
         cdef int64_t* sums

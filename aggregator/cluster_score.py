@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -115,12 +114,16 @@ class Features:
     # window holds one per entry and a small frozenset costs five times more.
     title_numbers: tuple[str, ...]
     title_tokens: tuple[str, ...]
-    # Title and lead tokens -> IDF when the item arrived (also the index keys).
-    weights: dict[str, float]
+    # Title and lead tokens, sorted and distinct (the analysis's own tuple; also
+    # the index keys), and their IDF when the item arrived as levels (weight
+    # `level / STEPS`), then the title tokens': see `cluster_tokens.weigh`. A
+    # dict of token -> weight was about 0.8 KB an entry, these about 0.1 KB.
+    tokens: tuple[str, ...]
+    levels: bytes
     title_mass: float  # sum of the title tokens' weights
     index_mass: float  # sum of all weights
     title_norm: float  # Euclidean length of the title tokens' weights
-    weighed_at: int  # documents seen when `weights` were computed
+    weighed_at: int  # documents seen when `levels` were computed
     hours: float  # publication time, hours since the epoch
     text_key: bytes | None  # exact-duplicate key, None when too short to trust
     title_is_weak: bool  # clickbait or near-empty: the lead decides
@@ -164,32 +167,32 @@ class DocumentFrequencies:
         return self.documents > weighed_at * growth
 
 
-# Weights are kept to three decimals, each value one shared float object: a
-# window of 100,000 entries with leads would otherwise hold four million float
-# objects of its own (about 1 KB an entry), and no score moves by 0.001.
+# Weights are kept to three decimals, as levels of two bytes: a window of
+# 100,000 entries with leads would otherwise hold four million float objects
+# of its own (about 1 KB an entry), and no score moves by 0.001.
 STEPS = 1000
 # IDF stays below 64 up to e^63 items.
-WEIGHT_LEVELS = [step / STEPS for step in range(64 * STEPS)]
+TOP_LEVEL = 64 * STEPS - 1
 
 
 def _weigh(
-    tokens: Iterable[str], title_tokens: tuple[str, ...], frequencies: DocumentFrequencies
-) -> tuple[dict[str, float], float, float, float]:
-    """Weights by token, and the title's mass and length, and the total mass."""
+    tokens: tuple[str, ...], title_tokens: tuple[str, ...], frequencies: DocumentFrequencies
+) -> tuple[bytes, float, float, float]:
+    """Levels of the tokens then of the title's, the title's mass and length, the total mass."""
     return cluster_tokens.weigh(
-        tokens, title_tokens, frequencies.counts, frequencies.documents, WEIGHT_LEVELS, STEPS
+        tokens, title_tokens, frequencies.counts, frequencies.documents, STEPS, TOP_LEVEL
     )
 
 
 def reweigh(features: Features, frequencies: DocumentFrequencies) -> Features:
     """The same features with IDF weights of the collection as it is now."""
-    weights, mass, norm, total = _weigh(features.weights, features.title_tokens, frequencies)
+    levels, mass, norm, total = _weigh(features.tokens, features.title_tokens, frequencies)
     f = features
     # Built directly: `dataclasses.replace` costs several times more on this hot path.
     return Features(
         f.id, f.published, f.canonical_url, f.language, f.title, f.lead, f.title_numbers,
-        f.title_tokens, weights, mass, total, norm, frequencies.documents, f.hours, f.text_key,
-        f.title_is_weak,
+        f.title_tokens, f.tokens, levels, mass, total, norm, frequencies.documents, f.hours,
+        f.text_key, f.title_is_weak,
     )  # fmt: skip
 
 
@@ -207,7 +210,7 @@ class Analysis:
     lead: str
     title_numbers: tuple[str, ...]
     title_tokens: tuple[str, ...]
-    index_tokens: tuple[str, ...]  # sorted: weights are built in this order
+    index_tokens: tuple[str, ...]  # sorted and distinct: `Features.tokens`
     text_key: bytes | None
     title_is_weak: bool
 
@@ -317,11 +320,11 @@ def _read(item: Item, boilerplate: text.BoilerplateModel, tuning: Tuning) -> Ana
 
 
 def _weighed(item: Item, found: Analysis, frequencies: DocumentFrequencies) -> Features:
-    weights, mass, norm, total = _weigh(found.index_tokens, found.title_tokens, frequencies)
+    levels, mass, norm, total = _weigh(found.index_tokens, found.title_tokens, frequencies)
     # Positional: keyword arguments cost a tenth of this function on its hot path.
     return Features(
         item.id, item.published, item.canonical_url, found.language, found.title, found.lead,
-        found.title_numbers, found.title_tokens, weights, mass, total, norm,
+        found.title_numbers, found.title_tokens, found.index_tokens, levels, mass, total, norm,
         frequencies.documents, item.published.timestamp() / 3600, found.text_key,
         found.title_is_weak,
     )  # fmt: skip
@@ -363,8 +366,9 @@ def overlap(a: Features, b: Features) -> float:
     IDF-weighted share of its headline tokens found anywhere in the other.
     """
     return cluster_tokens.overlap(
-        a.title_tokens, a.weights, a.title_mass, b.title_tokens, b.weights, b.title_mass
-    )
+        a.title_tokens, a.tokens, a.levels, a.title_mass,
+        b.title_tokens, b.tokens, b.levels, b.title_mass, STEPS,
+    )  # fmt: skip
 
 
 def _penalty(a: Features, b: Features, tuning: Tuning) -> tuple[float, bool]:

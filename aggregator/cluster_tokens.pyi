@@ -1,20 +1,29 @@
 # Types of the compiled module aggregator/cluster_tokens.pyx (its docstrings are there).
-from collections.abc import Iterable
 
 def weigh(
-    tokens: Iterable[str],
+    tokens: tuple[str, ...],
     title_tokens: tuple[str, ...],
     counts: dict[str, int],
     documents: int,
-    levels: list[float],
     steps: int,
-) -> tuple[dict[str, float], float, float, float]: ...
+    top: int,
+) -> tuple[bytes, float, float, float]: ...
 def count(counts: dict[str, int], tokens: tuple[str, ...]) -> None: ...
 def overlap(
     a_title: tuple[str, ...],
-    a_weights: dict[str, float],
+    a_tokens: tuple[str, ...],
+    a_levels: bytes,
     a_mass: float,
     b_title: tuple[str, ...],
-    b_weights: dict[str, float],
+    b_tokens: tuple[str, ...],
+    b_levels: bytes,
     b_mass: float,
+    steps: int,
+) -> float: ...
+def title_dot(
+    title: tuple[str, ...],
+    tokens: tuple[str, ...],
+    levels: bytes,
+    profile: dict[str, int],
+    steps: int,
 ) -> float: ...
