@@ -622,7 +622,9 @@ def start_servers(root: Path) -> tuple[list[subprocess.Popen[str]], dict[str, in
 # -- one cycle of each tool, in its own process ------------------------------------
 
 
-def aggregator_config(folder: Path, files: list[FeedFile], concurrency: int, per_host: int) -> Path:
+def aggregator_config(
+    folder: Path, files: list[FeedFile], concurrency: int, per_host: int, parallel: bool = False
+) -> Path:
     """A configuration with one [[outlets]] table per outlet, as a newsroom would write it."""
     by_outlet: dict[str, list[str]] = collections.defaultdict(list)
     for feed in files:
@@ -634,6 +636,8 @@ def aggregator_config(folder: Path, files: list[FeedFile], concurrency: int, per
         "allow_private_addresses = true",
         f"max_concurrency = {concurrency}",
         f"per_host_concurrency = {per_host}",
+        "[cluster]",
+        f"parallel = {'true' if parallel else 'false'}",
     ]
     for outlet, urls in by_outlet.items():
         lines += ["[[outlets]]", f'name = "{outlet}"', 'language = "de"', f"feeds = {urls!r}"]
@@ -1091,6 +1095,11 @@ def main() -> None:
         help="Feeds in the extra py-spy cycles (first and 304, own database); 0 skips them.",
     )
     parser.add_argument("--no-doc", action="store_true", help=f"Do not update {DOC}.")
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="aggregator with cluster.parallel = true (a normalizer process while clustering).",
+    )
     options = parser.parse_args()
     command = "python " + " ".join(sys.argv)
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -1111,12 +1120,15 @@ def main() -> None:
                 "one ThreadingHTTPServer process each (HTTP/1.1 keep-alive, ETag -> 304). "
                 f"aggregator: max_concurrency = {options.max_concurrency}, "
                 f"per_host_concurrency = {options.per_host}, parse_workers default "
-                f"(one per CPU); reader: update_feeds(workers={READER_WORKERS}, scheduled=False)."
+                f"(one per CPU), cluster.parallel = {str(options.parallel).lower()}; "
+                f"reader: update_feeds(workers={READER_WORKERS}, scheduled=False)."
             )
             print(setup, flush=True)
             work = folder / "aggregator"
             work.mkdir()
-            config_path = aggregator_config(work, files, options.max_concurrency, options.per_host)
+            config_path = aggregator_config(
+                work, files, options.max_concurrency, options.per_host, options.parallel
+            )
             runs = []
             for cycle in ("first", "304"):
                 runs.append(
