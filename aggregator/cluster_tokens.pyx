@@ -101,14 +101,12 @@ cdef double _containment(
     """Weighted share of `title`'s tokens (after `tokens`' levels in `levels`) that are in `found`."""
     if not mass:
         return 0.0
-    cdef Py_ssize_t n = PyTuple_GET_SIZE(tokens), m = PyTuple_GET_SIZE(title), i
-    if PyBytes_GET_SIZE(levels) != 2 * (n + m):
-        raise ValueError("levels do not match the tokens and the headline")
-    cdef const uint16_t* title_levels = (<const uint16_t*>PyBytes_AS_STRING(levels)) + n
+    cdef const uint16_t* title_levels = _title_levels(title, tokens, levels)
+    cdef Py_ssize_t i
     cdef double shared = 0.0
     # In headline order, not over a set: a set's order depends on the process's
     # string hash seed, and so would the last bits of the sum.
-    for i in range(m):
+    for i in range(PyTuple_GET_SIZE(title)):
         if _in_sorted(<object>PyTuple_GET_ITEM(title, i), found):
             shared += <double>title_levels[i] / steps
     return shared / mass
@@ -123,17 +121,23 @@ def title_dot(
     `sum` of `w ** 2 * profile[t]` adds them (plain additions up to 3.11).
     """
     _check_dict(profile)
-    cdef Py_ssize_t n = PyTuple_GET_SIZE(tokens), m = PyTuple_GET_SIZE(title), i
-    if PyBytes_GET_SIZE(levels) != 2 * (n + m):
-        raise ValueError("levels do not match the tokens and the headline")
-    cdef const uint16_t* title_levels = (<const uint16_t*>PyBytes_AS_STRING(levels)) + n
+    cdef const uint16_t* title_levels = _title_levels(title, tokens, levels)
+    cdef Py_ssize_t i
     cdef double dot = 0.0
     cdef PyObject* found
-    for i in range(m):
+    for i in range(PyTuple_GET_SIZE(title)):
         found = PyDict_GetItem(profile, <object>PyTuple_GET_ITEM(title, i))
         if found != NULL:
             dot += _python_square(<double>title_levels[i] / steps) * <double><object>found
     return dot
+
+
+cdef const uint16_t* _title_levels(tuple title, tuple tokens, bytes levels) except NULL:
+    """The headline tokens' levels, which `weigh` puts after the tokens' own."""
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(tokens)
+    if PyBytes_GET_SIZE(levels) != 2 * (n + PyTuple_GET_SIZE(title)):
+        raise ValueError("levels do not match the tokens and the headline")
+    return (<const uint16_t*>PyBytes_AS_STRING(levels)) + n
 
 
 cdef extern from *:
