@@ -279,7 +279,7 @@ class _Verdict:
     matched: int
     note: str
     # The rapidfuzz parts of the score with `matched` (exact: the score reached the threshold).
-    fuzzy: Fuzzy | None = None
+    parts: Fuzzy | None = None
 
 
 class Clusterer:
@@ -476,7 +476,7 @@ class Clusterer:
         if best is None:
             return Match(features.id, features.id, None, 100.0, "new cluster"), candidates
         matched = state.features[best.matched]
-        reason = explain_pair(features, matched, self.tuning, best.fuzzy) + best.note
+        reason = explain_pair(features, matched, self.tuning, best.parts) + best.note
         match = Match(features.id, best.cluster_id, best.matched, round(best.score, 1), reason)
         return match, candidates
 
