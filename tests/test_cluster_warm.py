@@ -7,6 +7,7 @@ instead: later entries are compared with what it says now.
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -157,6 +158,37 @@ def test_a_stop_asked_for_while_a_batch_fills_commits_what_was_decided(
     assert len(store.unclustered()) == len(REPORTS) - 4
     assert pipeline.cluster() == len(REPORTS) - 4
     assert len(_grouping(store)) == 2
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Survivors are frozen between batches, and all are unfrozen when the run ends or fails."""
+    monkeypatch.setattr(pipeline_module, "CLUSTER_BATCH", 2)
+    store = Store(database_url)
+    _save(store, _feeds(store), range(len(REPORTS)))
+    pipeline = Pipeline(Settings(cluster=EVENT), store)
+    save_matches = store.save_matches
+    calls = iter([save_matches, lambda *a, **k: 1 / 0])
+
+    def save_then_fail(*args: object, **kwargs: object) -> int:
+        return next(calls)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(store, "save_matches", save_then_fail)
+    with pytest.raises(ZeroDivisionError):
+        pipeline.cluster()
+    assert gc.get_freeze_count() == 0
+
+    frozen: list[int] = []
+
+    def save_and_look(*args: object, **kwargs: object) -> int:
+        frozen.append(gc.get_freeze_count())
+        return save_matches(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "save_matches", save_and_look)
+    assert pipeline.cluster() == len(REPORTS) - 2
+    assert frozen[0] == 0 and all(count > 0 for count in frozen[1:])  # frozen after a batch
+    assert gc.get_freeze_count() == 0
 
 
 # -- entries edited after they were clustered --------------------------------------
