@@ -378,7 +378,7 @@ class Clusterer:
         """
         if count is None:
             count = len(items) if isinstance(items, Sized) else 0
-        if not self.settings.parallel or count < cluster_ahead.MIN_ENTRIES:
+        if not self.settings.parallel or not cluster_ahead.worthwhile(count):
             for item in items:
                 self._advance(item.published)
                 yield self._featurize(item)

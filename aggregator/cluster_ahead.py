@@ -43,6 +43,7 @@ from aggregator.cluster_score import (
     Tuning,
     analyze,
     featurize,
+    limit_analyses,
     weigh,
 )
 from aggregator.parent_watch import exit_with
@@ -58,6 +59,11 @@ IN_FLIGHT = 4
 # numbering tokens afresh, so that neither side keeps a table growing with
 # the batch (a recluster of weeks) rather than with the matcher's window.
 EPOCH = 20
+# Texts the worker keeps analyzed for their copies (agency copy, re-fetched
+# entries). It runs ahead of the decisions with time to spare, so a miss costs
+# CPU the batch does not wait for, where the matcher's default of 50,000 cost
+# about 55 MB on a batch of 100,000 distinct texts.
+WORKER_ANALYSES = 10_000
 
 _ItemRow = tuple[int, str, str, str, datetime, str | None, str | None]
 # A chunk of analyses as the worker sends it: the tokens it had not sent
@@ -67,6 +73,19 @@ _Chunk = tuple[list[str], list[tuple[Any, ...]], text.BoilerplateModel | None]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
+def worthwhile(count: int) -> bool:
+    """Whether a batch of `count` entries pays for a worker: long, and a second CPU to run on."""
+    return count >= MIN_ENTRIES and _usable_cpus() > 1
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a container's or `taskset`'s share, where known)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -84,10 +103,16 @@ class _Worker:
 _worker: _Worker | None = None
 
 
-def _start(parent: int, boilerplate: text.BoilerplateModel, tuning: Tuning, epoch: int) -> None:
-    """Worker initializer: the clusterer's boilerplate model as it was when the batch began."""
+def _start(
+    parent: int, boilerplate: text.BoilerplateModel, tuning: Tuning, epoch: int, analyses: int
+) -> None:
+    """Worker initializer: the clusterer's boilerplate model as it was when the batch began.
+
+    `analyses` is `WORKER_ANALYSES` as the starting process has it.
+    """
     global _worker
     exit_with(parent)  # a SIGKILLed run leaves no worker behind
+    limit_analyses(analyses)
     _worker = _Worker(boilerplate, tuning, epoch)
 
 
@@ -201,7 +226,7 @@ class AheadNormalizer:
             1,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_start,
-            initargs=(os.getpid(), self.boilerplate, self._tuning, self._epoch),
+            initargs=(os.getpid(), self.boilerplate, self._tuning, self._epoch, WORKER_ANALYSES),
         )
         handed_over = False
         try:

@@ -249,6 +249,12 @@ class _AnalysisCache:
             analyses.move_to_end(key)
         return found
 
+    def resize(self, size: int) -> None:
+        """Keep at most the last `size` analyses from now on."""
+        self.size = size
+        while len(self._analyses) > size:
+            self._analyses.popitem(last=False)
+
 
 def _analyze_texts(headline: str, summary: str, language: str | None, lead_tokens: int) -> Analysis:
     """Normalize a headline (boilerplate already removed) and a lead."""
@@ -276,6 +282,11 @@ def _analyze_texts(headline: str, summary: str, language: str | None, lead_token
 
 
 _analyze = _AnalysisCache(50_000)
+
+
+def limit_analyses(size: int) -> None:
+    """Keep at most `size` analyses in this process's cache (50,000 unless limited)."""
+    _analyze.resize(size)
 
 
 def featurize(

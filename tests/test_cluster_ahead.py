@@ -77,6 +77,27 @@ def test_worker_clusters_as_this_process_does(granularity: str) -> None:
     assert len({m.cluster_id for m in inline}) < len(items) / 3  # the copies did cluster
 
 
+def test_a_worker_with_a_tiny_analysis_cache_clusters_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's cache is smaller than the matcher's: it saves work, never changes results."""
+    monkeypatch.setattr(cluster_ahead, "WORKER_ANALYSES", 2)
+    items = reports()
+    inline = cluster_items(items, ClusterSettings(parallel=False))
+    assert cluster_items(items, ClusterSettings(parallel=True)) == inline
+
+
+def test_with_one_cpu_the_batch_is_normalized_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker on the same CPU as the decisions would only take turns with them."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    started = []
+    monkeypatch.setattr(cluster_ahead, "AheadNormalizer", lambda *args: started.append(args))
+    items = reports()
+    got = list(Clusterer(ClusterSettings(parallel=True)).add_many(items))
+    assert got == cluster_items(items, ClusterSettings(parallel=False))
+    assert started == []
+
+
 def test_state_after_a_batch_is_the_state_after_adding_one_by_one() -> None:
     """The model and statistics a batch leaves decide the entries that come after it alike."""
     items = reports()
