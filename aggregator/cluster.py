@@ -46,7 +46,6 @@ from aggregator.cluster_score import (
     DocumentFrequencies,
     Features,
     Fuzzy,
-    Item,
     Scored,
     Tuning,
     explain_pair,
@@ -57,7 +56,7 @@ from aggregator.cluster_score import (
     scored_pair,
 )
 from aggregator.config import ClusterSettings
-from aggregator.models import Match
+from aggregator.models import Item, Match
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

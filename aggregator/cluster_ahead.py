@@ -39,13 +39,13 @@ from aggregator.cluster_score import (
     Analysis,
     DocumentFrequencies,
     Features,
-    Item,
     Tuning,
     analyze,
     featurize,
     limit_analyses,
     weigh,
 )
+from aggregator.models import Item
 from aggregator.parent_watch import exit_with
 
 # Below this many entries, starting a worker process (about 0.3 s with its

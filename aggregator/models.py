@@ -127,6 +127,34 @@ class ParsedFeed:
 
 
 @dataclass(frozen=True)
+class Item:
+    """What the matcher needs of an entry (`Store.unclustered_items` reads just this)."""
+
+    id: int
+    outlet: str
+    title: str
+    summary: str
+    published: datetime
+    canonical_url: str | None = None
+    language: str | None = None
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> Item:
+        """The matcher's view of an entry; the entry needs its id (stored, or numbered)."""
+        if entry.id is None:
+            raise ValueError("only entries with an id can be clustered")
+        return cls(
+            id=entry.id,
+            outlet=entry.outlet,
+            title=entry.title,
+            summary=entry.summary,
+            published=entry.published,
+            canonical_url=entry.canonical_url,
+            language=entry.language,
+        )
+
+
+@dataclass(frozen=True)
 class Match:
     """Why an entry sits in its cluster: the member it matched and the score.
 

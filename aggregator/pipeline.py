@@ -121,11 +121,14 @@ class _Warm:
     clusterer: Clusterer
     read: dict[int, int] = field(default_factory=dict)
 
-    def item(self, entry: Entry) -> Item:
-        """The matcher's view of a stored entry, noting which version of its text it is."""
-        item = Item.from_entry(entry)
-        self.read[item.id] = hash(entry.content_hash)
+    def item(self, item: Item, content_hash: str) -> Item:
+        """`item`, a stored entry as the matcher sees it, noting which version of its text it is."""
+        self.read[item.id] = hash(content_hash)
         return item
+
+    def entry(self, entry: Entry) -> Item:
+        """`item` for an entry read whole."""
+        return self.item(Item.from_entry(entry), entry.content_hash)
 
 
 # What the writer reports back for a result: the feed, what the fetch gave,
@@ -421,17 +424,17 @@ class Pipeline:
         every `STOP_CHECK` decisions) and ends: the entries not reached wait
         for the next run.
         """
-        page = self.store.unclustered(limit=CLUSTER_BATCH)
+        page = self.store.unclustered_items(CLUSTER_BATCH)
         if not page:
             apply_corrections(self.store)
             return 0
         # Until this run has committed, the database alone says what is clustered.
         kept, self._warm = self._warm, None
-        warm = self._clusterer_from(kept, page[0].published)
+        warm = self._clusterer_from(kept, page[0][0].published)
         clusterer = warm.clusterer
         # How many wait decides whether a second process pays; counted only if one may run.
         waiting = self.store.count_unclustered() if self.settings.cluster.parallel else None
-        items = map(warm.item, self._pages_from(page))
+        items = itertools.starmap(warm.item, self._pages_from(page))
         del page  # the reader holds it only as long as it needs it
         assigned = 0
         matches = clusterer.add_many(items, waiting)
@@ -448,7 +451,7 @@ class Pipeline:
         self._warm = warm
         return assigned
 
-    def _pages_from(self, page: list[Entry]) -> Iterator[Entry]:
+    def _pages_from(self, page: list[tuple[Item, str]]) -> Iterator[tuple[Item, str]]:
         """The unclustered entries from `page` on, in the matcher's order, a page read at a time.
 
         Read by position (after the last entry read), as pages are read ahead of
@@ -457,11 +460,11 @@ class Pipeline:
         only another process's fetch could store one).
         """
         while page:
-            last = page[-1]
+            last = page[-1][0]
             yield from page
             # Let go of a page before reading the next: each is 10,000 entries with their texts.
             del page
-            page = self.store.unclustered(limit=CLUSTER_BATCH, after=last)
+            page = self.store.unclustered_items(CLUSTER_BATCH, (last.published, last.id))
 
     def _clusterer_from(self, warm: _Warm | None, first: datetime) -> _Warm:
         """A matcher holding the window before `first`: the last run's (`warm`), or one primed anew.
@@ -489,7 +492,7 @@ class Pipeline:
                     return warm
         warm = _Warm(Clusterer(self.settings.cluster))
         warm.clusterer.prime_many(
-            [(warm.item(entry), match) for entry, match in self.store.clustered_since(since)]
+            [(warm.entry(entry), match) for entry, match in self.store.clustered_since(since)]
         )
         self.primed += 1
         return warm
@@ -511,7 +514,7 @@ class Pipeline:
             data.entries_by_id(edited[start : start + REREAD_CHUNK]).values()
             for start in range(0, len(edited), REREAD_CHUNK)
         )
-        warm.clusterer.refresh(map(warm.item, entries))
+        warm.clusterer.refresh(map(warm.entry, entries))
 
     def recluster(self, since: datetime) -> tuple[int, int]:
         """Rebuild the clusters touching [since, now) (after a threshold change).

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import ColumnElement, delete, event, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from aggregator.models import Entry, Feed, Match, Outlet
+from aggregator.models import Entry, Feed, Item, Match, Outlet
 from aggregator.store import Busy, Fetched, SaveResult, Store
 from aggregator.store.schema import (
     MIGRATIONS,
@@ -187,13 +187,14 @@ def test_unclustered_pages_follow_on_from_the_last_entry_read(store: Store) -> N
     ]
     store.save_fetch(feed, [entry(f"e{i}", published=t) for i, t in enumerate(times)], NOW)
     expected = sorted(store.unclustered(), key=lambda e: (e.published, e.id))
-    read: list[Entry] = []
-    page = store.unclustered(limit=2)
+    read: list[tuple[Item, str]] = []
+    page = store.unclustered_items(2)
     while page and len(read) <= len(times):
         read += page
-        page = store.unclustered(limit=2, after=page[-1])
-    assert [e.id for e in read] == [e.id for e in expected]
-    assert len({e.id for e in read}) == len(times)
+        last = read[-1][0]
+        page = store.unclustered_items(2, (last.published, last.id))
+    assert read == [(Item.from_entry(e), e.content_hash) for e in expected]
+    assert len({item.id for item, _ in read}) == len(times)
 
 
 def test_same_guid_in_two_feeds_is_two_entries(store: Store) -> None:

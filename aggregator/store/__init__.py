@@ -21,6 +21,7 @@ from sqlalchemy import (
     Dialect,
     Engine,
     RowMapping,
+    Select,
     Table,
     Update,
     bindparam,
@@ -35,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from aggregator.models import Cluster, Entry, Feed, Match, Outlet
+from aggregator.models import Cluster, Entry, Feed, Item, Match, Outlet
 from aggregator.store import lock, schema
 from aggregator.store.lock import Busy
 from aggregator.store.schema import clusters, digests, entries, feeds, outlets
@@ -175,6 +176,39 @@ _ENTRIES_WITH_OUTLET = (
     .join_from(entries, feeds)
     .join(outlets, feeds.c.outlet_id == outlets.c.id)
 )
+
+
+# What the matcher reads of an entry: `Item`'s fields in its order, then the content hash.
+_ITEMS = (
+    select(
+        entries.c.id,
+        outlets.c.name,
+        entries.c.title,
+        entries.c.summary,
+        entries.c.published,
+        entries.c.canonical_url,
+        entries.c.language,
+        entries.c.content_hash,
+    )
+    .join_from(entries, feeds)
+    .join(outlets, feeds.c.outlet_id == outlets.c.id)
+)
+
+
+def _unclustered(
+    query: Select[Any], limit: int | None, after: tuple[datetime, int] | None
+) -> Select[Any]:
+    """`query` narrowed to unclustered entries in the matcher's order, from after `after` on."""
+    query = query.where(entries.c.cluster_id.is_(None))
+    if after is not None:
+        # A row-value comparison, not "published > p OR (published = p AND id > i)":
+        # the OR made SQLite read and sort every remaining entry for each page
+        # (100,000 entries in pages of 2,000: 1.8 s instead of 0.6 s).
+        # The right side a plain tuple, so each value is bound with its column's
+        # type: as tuple_() it bound an aware datetime, which PostgreSQL compared
+        # with the stored UTC times in the session's time zone.
+        query = query.where(tuple_(entries.c.published, entries.c.id) > after)
+    return query.order_by(entries.c.published, entries.c.id).limit(limit)
 
 
 def _bulk_update(table: Table, key: str, names: Sequence[str]) -> Update:
@@ -642,25 +676,31 @@ class Store:
 
     # -- clustering -------------------------------------------------------
 
-    def unclustered(self, limit: int | None = None, after: Entry | None = None) -> list[Entry]:
-        """Entries not yet in a cluster, in the order the matcher needs.
-
-        The first `limit` of them, or of those coming after `after` in that
-        order: so pages can be read ahead of the matcher storing its results.
-        """
-        query = _ENTRIES_WITH_OUTLET.where(entries.c.cluster_id.is_(None))
-        if after is not None:
-            # A row-value comparison, not "published > p OR (published = p AND id > i)":
-            # the OR made SQLite read and sort every remaining entry for each page
-            # (100,000 entries in pages of 2,000: 1.8 s instead of 0.6 s).
-            # The right side a plain tuple, so each value is bound with its column's
-            # type: as tuple_() it bound an aware datetime, which PostgreSQL compared
-            # with the stored UTC times in the session's time zone.
-            position = tuple_(entries.c.published, entries.c.id)
-            query = query.where(position > (after.published, after.id))
-        query = query.order_by(entries.c.published, entries.c.id).limit(limit)
+    def unclustered(self) -> list[Entry]:
+        """Entries not yet in a cluster, in the order the matcher needs (all at once)."""
+        query = _unclustered(_ENTRIES_WITH_OUTLET, None, None)
         with self._tx() as conn:
             return [_entry(row) for row in conn.execute(query).mappings()]
+
+    def unclustered_items(
+        self, limit: int, after: tuple[datetime, int] | None = None
+    ) -> list[tuple[Item, str]]:
+        """A page of `unclustered` as the matcher reads it: each entry's `Item`, its content hash.
+
+        The first `limit` entries, or those coming after `after`, the
+        (published, id) of the last entry of the page before: so pages can be
+        read ahead of the matcher storing its results. The columns the matcher
+        needs only, straight into its own type: 100,000 entries read in pages
+        took 2.3 s as `Entry`, 1.4 s so.
+        """
+        query = _unclustered(_ITEMS, limit, after)
+        with self._tx() as conn:
+            return [
+                (Item(id, outlet, title, summary, published, url, language), content_hash)
+                for id, outlet, title, summary, published, url, language, content_hash in (
+                    conn.execute(query)
+                )
+            ]
 
     def count_unclustered(self) -> int:
         """How many entries wait for the matcher."""
