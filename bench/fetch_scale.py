@@ -623,7 +623,7 @@ def start_servers(root: Path) -> tuple[list[subprocess.Popen[str]], dict[str, in
 
 
 def aggregator_config(
-    folder: Path, files: list[FeedFile], concurrency: int, per_host: int, parallel: bool = False
+    folder: Path, files: list[FeedFile], concurrency: int, per_host: int, parallel: bool = True
 ) -> Path:
     """A configuration with one [[outlets]] table per outlet, as a newsroom would write it."""
     by_outlet: dict[str, list[str]] = collections.defaultdict(list)
@@ -1096,9 +1096,10 @@ def main() -> None:
     )
     parser.add_argument("--no-doc", action="store_true", help=f"Do not update {DOC}.")
     parser.add_argument(
-        "--parallel",
-        action="store_true",
-        help="aggregator with cluster.parallel = true (a normalizer process while clustering).",
+        "--one-process",
+        dest="parallel",
+        action="store_false",
+        help="aggregator with cluster.parallel = false (no normalizer process while clustering).",
     )
     options = parser.parse_args()
     command = "python " + " ".join(sys.argv)
