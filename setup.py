@@ -13,6 +13,12 @@ setup(
                 extra_compile_args=["-O2", "-std=c++17"],
             ),
             Extension(
+                "aggregator.cluster_pairs",
+                ["aggregator/cluster_pairs.pyx"],
+                # No fused multiply-add: scores must be the Python formulas' to the last bit.
+                extra_compile_args=["-O2", "-ffp-contract=off"],
+            ),
+            Extension(
                 "aggregator.cluster_tokens",
                 ["aggregator/cluster_tokens.pyx"],
                 extra_compile_args=["-O2"],

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
-from aggregator import cluster_ahead, cluster_tokens, text
+from aggregator import cluster_ahead, cluster_pairs, cluster_tokens, text
 from aggregator.cluster_index import ClusterIndex
 from aggregator.cluster_score import (
     STEPS,
@@ -53,7 +53,6 @@ from aggregator.cluster_score import (
     pair_score,
     reread,
     reweigh,
-    scored_pair,
 )
 from aggregator.config import ClusterSettings
 from aggregator.models import Item, Match
@@ -480,7 +479,7 @@ class Clusterer:
         return match, candidates
 
     def _within(self, a: Features, b: Features) -> bool:
-        return abs(a.hours - b.hours) <= self.window_hours
+        return cluster_pairs.within(a, b, self.window_hours)
 
     def _candidate_clusters(self, features: Features) -> list[int]:
         """Clusters sharing the most token weight with the item (highest first, ties by id)."""
@@ -490,48 +489,31 @@ class Clusterer:
             features.tokens, features.levels, floor, tuning.max_candidates, tuning.max_postings
         )
 
-    def _sample(self, cluster: _Cluster) -> list[int]:
-        """The anchor (oldest member in the window) and the most recent members."""
-        members, size = cluster.members, self.tuning.sample_size
-        if len(members) <= size:
-            return list(members)
-        return [members[0]] + [members[i] for i in range(1 - size, 0)]
-
     def _members_score(self, features: Features, cluster_id: int) -> _Verdict | None:
         """Event granularity: a strong match with one member, support from most of the sample.
 
-        Stops as soon as the sample can no longer give a majority: most
-        candidate clusters are rejected after one or two pair scores.
+        The sample is the cluster's anchor (oldest member in the window) and
+        its most recent members, those within the window of the item. Scoring
+        stops as soon as the sample can no longer give a majority: most
+        candidate clusters are rejected after one or two pair scores. The
+        loop is compiled (`cluster_pairs`): it is most of the matcher's time.
         """
         state, tuning = self._state, self.tuning
-        sample = [
-            m
-            for m in self._sample(state.clusters[cluster_id])
-            if self._within(features, state.features[m])
-        ]
+        members = state.clusters[cluster_id].members
+        sample = cluster_pairs.sample_within(
+            features, members, state.features, tuning.sample_size, self.window_hours
+        )
         if not sample:
             return None
         floor = self.threshold - tuning.support_margin
         needed = math.floor(tuning.support_share * len(sample)) + 1
-        allowed_misses = len(sample) - needed
-        agree = misses = 0
-        top, matched, parts = -1.0, sample[0], None
-        frequencies = self.frequencies
-        for member in sample:
-            other = state.features[member]
-            if frequencies.stale(other):
-                other = state.features[member] = reweigh(other, frequencies)
-            score, fuzzy = scored_pair(features, other, tuning, floor)
-            if score >= floor:
-                agree += 1
-            else:
-                misses += 1
-                if misses > allowed_misses:
-                    return None
-            if score > top:
-                top, matched, parts = score, member, fuzzy
-        if top < self.threshold:
+        found = cluster_pairs.best_member(
+            features, sample, state.features, tuning, STEPS, floor, len(sample) - needed,
+            self.frequencies, reweigh,
+        )  # fmt: skip
+        if found is None or found[0] < self.threshold:
             return None
+        top, matched, parts, agree = found
         note = f" ({agree}/{len(sample)} sampled members agree)" if len(sample) > 1 else ""
         return _Verdict(top, cluster_id, matched, note, parts)
 
@@ -553,7 +535,10 @@ class Clusterer:
         score = 100.0 * dot / (features.title_norm * centroid_norm)
         if score < self.threshold:
             return None
-        recent = [state.features[m] for m in self._sample(cluster)]
+        recent = [
+            state.features[m]
+            for m in cluster_pairs.sample(cluster.members, self.tuning.sample_size)
+        ]
         title = set(features.title_tokens)
         matched = max(recent, key=lambda m: (len(title.intersection(m.title_tokens)), -m.id))
         note = f"; shares {score:.0f}% of the story's key words ({len(cluster.members)} members)"

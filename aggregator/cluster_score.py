@@ -15,9 +15,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from rapidfuzz import fuzz
-
-from aggregator import cluster_tokens, text
+from aggregator import cluster_pairs, cluster_tokens, text
 from aggregator.models import Item
 
 
@@ -313,33 +311,6 @@ def _weighed(item: Item, found: Analysis, frequencies: DocumentFrequencies) -> F
     )  # fmt: skip
 
 
-def _fuzzy(
-    a: Features, b: Features, tuning: Tuning, need: float = 0.0
-) -> tuple[float, float | None, float | None]:
-    """rapidfuzz similarity (0-100) of title and lead combined, then the title's and the lead's.
-
-    A part is None when it was not compared: the title when one of them is
-    too thin to count, the lead when one of them has none. Below `need` the
-    combined value is only known to be below it: each rapidfuzz call gets the
-    cutoff under which the combination cannot reach `need` and then stops
-    early (it returns 0).
-    """
-    both = bool(a.lead and b.lead)
-    weak = both and (a.title_is_weak or b.title_is_weak)
-    share = tuning.title_weight
-    title = 0.0
-    if not weak:
-        cutoff = need if not both else (need - (1 - share) * 100) / share
-        title = fuzz.token_set_ratio(a.title, b.title, score_cutoff=max(0.0, cutoff - 1e-6))
-    if not both:
-        return title, title, None
-    cutoff = need if weak else (need - share * 100) / (1 - share)
-    lead = fuzz.token_set_ratio(a.lead, b.lead, score_cutoff=max(0.0, cutoff - 1e-6))
-    if weak:
-        return lead, None, lead
-    return share * title + (1 - share) * lead, title, lead
-
-
 def overlap(a: Features, b: Features) -> float:
     """Each headline's rare words found in the other item, 0-100.
 
@@ -354,17 +325,6 @@ def overlap(a: Features, b: Features) -> float:
     )  # fmt: skip
 
 
-def _penalty(a: Features, b: Features, tuning: Tuning) -> tuple[float, bool]:
-    """Points lost for drifting publication times and for conflicting headline numbers."""
-    penalty = max(0.0, abs(a.hours - b.hours) - tuning.grace_hours) * tuning.hourly_decay
-    conflict = bool(
-        a.title_numbers
-        and b.title_numbers
-        and not any(number in b.title_numbers for number in a.title_numbers)
-    )
-    return penalty + (tuning.number_conflict_penalty if conflict else 0.0), conflict
-
-
 def pair_score(a: Features, b: Features, tuning: Tuning, floor: float = 0.0) -> float:
     """How likely two items report the same event, 0-100.
 
@@ -373,46 +333,30 @@ def pair_score(a: Features, b: Features, tuning: Tuning, floor: float = 0.0) -> 
     return scored_pair(a, b, tuning, floor)[0]
 
 
-# rapidfuzz's similarity of title and lead combined, of the title, of the lead (`_fuzzy`).
+# rapidfuzz's similarity of title and lead combined, of the title, of the lead
+# (`cluster_pairs.fuzzy`).
 Fuzzy = tuple[float, float | None, float | None]
 
 
 def scored_pair(
     a: Features, b: Features, tuning: Tuning, floor: float = 0.0
 ) -> tuple[float, Fuzzy | None]:
-    """`pair_score`, and its rapidfuzz parts (the clusterer's hot path).
+    """`pair_score`, and its rapidfuzz parts (exact if the score is above zero and reaches `floor`).
 
-    The cheap parts (key-word overlap, time and number penalties) come first,
-    so a pair that cannot reach `floor` whatever its wording costs no rapidfuzz
-    call (no parts). When the score is above zero and reaches `floor`, the
-    parts are exact, so the explanation of a match can reuse them instead of
-    comparing the texts again.
+    Compiled (`cluster_pairs`: the clusterer's hot path), where the formula is.
     """
-    penalty = _penalty(a, b, tuning)[0]
-    fuzzy_share = 1 - tuning.overlap_weight
-    if floor + penalty > 100.0:  # even identical wording could not make up for the penalty
-        return 0.0, None
-    weighted_overlap = tuning.overlap_weight * overlap(a, b)
-    need = (floor + penalty - weighted_overlap) / fuzzy_share
-    if need > 100.0:
-        return 0.0, None
-    fuzzy = _fuzzy(a, b, tuning, need)
-    return _total(weighted_overlap, fuzzy[0], penalty, tuning), fuzzy
-
-
-def _total(weighted_overlap: float, fuzzy: float, penalty: float, tuning: Tuning) -> float:
-    """The pair score from its parts (shared, so an explanation shows the very same number)."""
-    return max(0.0, weighted_overlap + (1 - tuning.overlap_weight) * fuzzy - penalty)
+    return cluster_pairs.scored_pair(a, b, tuning, STEPS, floor)
 
 
 def explain_pair(a: Features, b: Features, tuning: Tuning, parts: Fuzzy | None = None) -> str:
     """`pair_score` as a human-readable breakdown, computed only for reported matches.
 
     Every part is computed once, without cutoffs, and the score is made of
-    them; `parts` are the rapidfuzz parts where `scored_pair` made them
-    exactly already (a pair scoring above zero that reached its floor).
+    them by the same compiled arithmetic as `scored_pair`'s; `parts` are the
+    rapidfuzz parts where `scored_pair` made them exactly already (a pair
+    scoring above zero that reached its floor).
     """
-    fuzzy, title, lead = _fuzzy(a, b, tuning) if parts is None else parts
+    fuzzy, title, lead = cluster_pairs.fuzzy(a, b, tuning) if parts is None else parts
     if lead is None:
         reason = f"title {title:.0f}"
     elif title is None:
@@ -421,12 +365,12 @@ def explain_pair(a: Features, b: Features, tuning: Tuning, parts: Fuzzy | None =
         reason = f"title {title:.0f} + lead {lead:.0f}"
     key_words = overlap(a, b)
     reason += f", key words {key_words:.0f}"
-    penalty, conflict = _penalty(a, b, tuning)
+    penalty, conflict = cluster_pairs.penalty(a, b, tuning)
     if conflict:
         reason += ", numbers differ"
     if penalty:
         reason += f" - {penalty:.0f}"
-    score = _total(tuning.overlap_weight * key_words, fuzzy, penalty, tuning)
+    score = cluster_pairs.total(key_words, fuzzy, penalty, tuning)
     return f"{reason} -> {score:.0f}"
 
 

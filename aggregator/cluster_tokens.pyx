@@ -91,6 +91,20 @@ def overlap(
 
     Tokens and levels as `weigh` made them.
     """
+    return pair_overlap(
+        a_title, a_tokens, a_levels, a_mass, b_title, b_tokens, b_levels, b_mass, steps
+    )
+
+
+cdef double pair_overlap(
+    tuple a_title, tuple a_tokens, bytes a_levels, double a_mass,
+    tuple b_title, tuple b_tokens, bytes b_levels, double b_mass,
+    int steps,
+) except? -1.0:
+    """`overlap` as a C function: `cluster_pairs` calls it once a pair (see cluster_tokens.pxd)."""
+    if (a_title is None or a_tokens is None or a_levels is None
+            or b_title is None or b_tokens is None or b_levels is None):
+        raise TypeError("an entry's tokens and levels cannot be None")
     return 50.0 * (_containment(a_title, a_tokens, a_levels, a_mass, b_tokens, steps)
                    + _containment(b_title, b_tokens, b_levels, b_mass, a_tokens, steps))
 
