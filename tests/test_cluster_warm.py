@@ -67,6 +67,13 @@ def _save(store: Store, feeds: list[Feed], numbers: range) -> None:
         store.save_fetch(feeds[i], [entry], T0)
 
 
+def _all_stored(database_url: str) -> tuple[Store, Pipeline]:
+    """A store holding every report, unclustered, and a pipeline over it."""
+    store = Store(database_url)
+    _save(store, _feeds(store), range(len(REPORTS)))
+    return store, Pipeline(Settings(cluster=EVENT), store)
+
+
 def _grouping(store: Store) -> set[frozenset[str]]:
     stored = store.clusters_between(T0 - timedelta(days=1), T0 + timedelta(days=1))
     return {frozenset(e.guid for e in c.entries) for c in stored}
@@ -134,9 +141,7 @@ def test_a_stopped_run_commits_its_batch_and_the_next_run_goes_on_from_there(
 ) -> None:
     """A service shutting down stops clustering between batches; nothing is lost or redone."""
     monkeypatch.setattr(pipeline_module, "CLUSTER_BATCH", 2)
-    store = Store(database_url)
-    _save(store, _feeds(store), range(len(REPORTS)))
-    pipeline = Pipeline(Settings(cluster=EVENT), store)
+    store, pipeline = _all_stored(database_url)
     assert pipeline.cluster(stop=lambda: True) == 2
     assert len(store.unclustered()) == len(REPORTS) - 2
     assert pipeline.cluster() == len(REPORTS) - 2
@@ -150,9 +155,7 @@ def test_a_stop_asked_for_while_a_batch_fills_commits_what_was_decided(
     """A big batch does not hold up a shutdown: the run stops within `STOP_CHECK` decisions."""
     monkeypatch.setattr(pipeline_module, "CLUSTER_BATCH", 5)
     monkeypatch.setattr(pipeline_module, "STOP_CHECK", 2)
-    store = Store(database_url)
-    _save(store, _feeds(store), range(len(REPORTS)))
-    pipeline = Pipeline(Settings(cluster=EVENT), store)
+    store, pipeline = _all_stored(database_url)
     looks = iter([False, True])
     assert pipeline.cluster(stop=lambda: next(looks, True)) == 4
     assert len(store.unclustered()) == len(REPORTS) - 4
@@ -165,9 +168,7 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(
 ) -> None:
     """Survivors are frozen between batches, and all are unfrozen when the run ends or fails."""
     monkeypatch.setattr(pipeline_module, "CLUSTER_BATCH", 2)
-    store = Store(database_url)
-    _save(store, _feeds(store), range(len(REPORTS)))
-    pipeline = Pipeline(Settings(cluster=EVENT), store)
+    store, pipeline = _all_stored(database_url)
     save_matches = store.save_matches
     calls = iter([save_matches, lambda *a, **k: 1 / 0])
 
