@@ -217,7 +217,7 @@ cdef tuple _fuzzy(_Texts texts, a, b, double share, double need):
 
 cdef list _sample(members, Py_ssize_t size):
     cdef Py_ssize_t n = len(members), i
-    if n <= size:
+    if n <= max(size, 1):  # also no anchor to read for no member (unchecked indexing)
         return list(members)
     picked = [members[0]]
     for i in range(n - size + 1, n):  # the last `size - 1`
@@ -289,26 +289,31 @@ cdef extern from *:
 
 
 # The structs above are version 3's (rapidfuzz 3.9 and later so far). Another
-# version may lay them out otherwise: then every comparison goes through
-# `fuzz.token_set_ratio` (the same scores, without the cached split).
-cdef RF_Scorer* _token_set_ratio = <RF_Scorer*>PyCapsule_GetPointer(
-    token_set_ratio._RF_Scorer, NULL
+# version may lay them out otherwise, and rapidfuzz's pure-Python build has no
+# C API at all: then every comparison goes through `fuzz.token_set_ratio` (the
+# same scores, without the cached split).
+_capsule = getattr(token_set_ratio, "_RF_Scorer", None)
+cdef RF_Scorer* _token_set_ratio = (
+    NULL if _capsule is None else <RF_Scorer*>PyCapsule_GetPointer(_capsule, NULL)
 )
 cdef RF_Kwargs _no_kwargs
 _no_kwargs.dtor = NULL
 _no_kwargs.context = NULL
-cdef bint _c_api = _token_set_ratio.version == 3 and (
-    _token_set_ratio.kwargs_init == NULL or _token_set_ratio.kwargs_init(&_no_kwargs, {})
+cdef bint _c_api_usable = (
+    _token_set_ratio != NULL
+    and _token_set_ratio.version == 3
+    and (_token_set_ratio.kwargs_init == NULL or _token_set_ratio.kwargs_init(&_no_kwargs, {}))
 )
+cdef bint _c_api = _c_api_usable
 
 
 def use_c_api(bint wanted):
-    """Compare through rapidfuzz's C API (when it is the version declared here) or not; for tests.
+    """Compare through rapidfuzz's C API (where it is usable) or not; for tests.
 
     Returns whether the C API is used now.
     """
     global _c_api
-    _c_api = wanted and _token_set_ratio.version == 3
+    _c_api = wanted and _c_api_usable
     return _c_api
 
 
@@ -337,6 +342,8 @@ cdef class _Texts:
         cdef RF_String text
         cdef double result
         cdef RF_ScorerFunc* scorer = &self.scorers[lead]
+        if other is None:  # rapidfuzz's Python API would score it 0: a bug upstream, not a text
+            raise TypeError("rapidfuzz compares texts, not None")
         if not _c_api:
             return token_set_ratio(self.lead if lead else self.title, other, score_cutoff=cutoff)
         if not self.ready[lead]:

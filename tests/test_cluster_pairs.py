@@ -253,6 +253,13 @@ def test_the_sample_is_the_anchor_and_the_most_recent_within_the_window(
         )
 
 
+@pytest.mark.parametrize("size", [-1, 0, 1])
+def test_no_member_samples_nothing_whatever_the_size(size: int) -> None:
+    """Indexing is unchecked in the compiled module: no member must not read an anchor."""
+    assert cluster_pairs.sample([], size) == []
+    assert cluster_pairs.sample(["only"], size) == ["only"]
+
+
 class FakeTime:
     """Of an entry, the window only reads its time."""
 
@@ -300,7 +307,7 @@ def test_each_entry_is_compared_with_its_own_texts() -> None:
             )
 
 
-def test_a_text_that_is_not_a_str_is_refused() -> None:
+def test_a_text_that_is_not_a_str_is_refused(rapidfuzz_api: None) -> None:
     a = _entry("merz haushalt", "merz streit bund")
     with pytest.raises(TypeError):
         cluster_pairs.fuzzy(replace(a, lead=None), a, Tuning())
