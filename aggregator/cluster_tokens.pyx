@@ -83,13 +83,13 @@ cdef uint16_t _level(object token, object counts, Py_ssize_t documents, int step
 
 
 def overlap(
-    tuple a_title not None, tuple a_tokens not None, bytes a_levels not None, double a_mass,
-    tuple b_title not None, tuple b_tokens not None, bytes b_levels not None, double b_mass,
+    tuple a_title, tuple a_tokens, bytes a_levels, double a_mass,
+    tuple b_title, tuple b_tokens, bytes b_levels, double b_mass,
     int steps,
 ):
     """Each headline's weight found among the other entry's tokens, as shares: 50 * (a in b + b in a).
 
-    Tokens and levels as `weigh` made them.
+    Tokens and levels as `weigh` made them (None is refused by `pair_overlap`).
     """
     return pair_overlap(
         a_title, a_tokens, a_levels, a_mass, b_title, b_tokens, b_levels, b_mass, steps

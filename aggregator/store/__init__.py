@@ -179,19 +179,15 @@ _ENTRIES_WITH_OUTLET = (
 
 
 # What the matcher reads of an entry: `Item`'s fields in its order, then the content hash.
-_ITEMS = (
-    select(
-        entries.c.id,
-        outlets.c.name,
-        entries.c.title,
-        entries.c.summary,
-        entries.c.published,
-        entries.c.canonical_url,
-        entries.c.language,
-        entries.c.content_hash,
-    )
-    .join_from(entries, feeds)
-    .join(outlets, feeds.c.outlet_id == outlets.c.id)
+_ITEMS = _ENTRIES_WITH_OUTLET.with_only_columns(
+    entries.c.id,
+    outlets.c.name,
+    entries.c.title,
+    entries.c.summary,
+    entries.c.published,
+    entries.c.canonical_url,
+    entries.c.language,
+    entries.c.content_hash,
 )
 
 
