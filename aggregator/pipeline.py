@@ -32,6 +32,7 @@ from aggregator.parse.normalize import describe
 from aggregator.parse_pool import Parsers
 from aggregator.store import Fetched, SaveResult, Store
 from aggregator.store.dashboard import DashboardStore, apply_corrections
+from aggregator.store.match_writer import MatchWriter
 from aggregator.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -438,10 +439,14 @@ class Pipeline:
         del page  # the reader holds it only as long as it needs it
         assigned = 0
         matches = clusterer.add_many(items, waiting)
-        with contextlib.closing(matches), _collections_skip_survivors() as skip_survivors:
+        with (
+            contextlib.closing(matches),
+            _collections_skip_survivors() as skip_survivors,
+            MatchWriter(self.store) as writer,
+        ):
             while batch := _decided(matches, stop):
                 merges = clusterer.take_merges()
-                self.store.save_matches(resolve_merges(batch, merges), merges)
+                writer.save(resolve_merges(batch, merges), merges)
                 assigned += len(batch)
                 if stop is not None and stop():
                     break

@@ -6,6 +6,7 @@ database as it was before the call or after it, never in between.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -40,7 +42,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from aggregator.models import Cluster, Entry, Feed, Item, Match, Outlet
 from aggregator.store import lock, schema
 from aggregator.store.lock import Busy
-from aggregator.store.schema import clusters, digests, entries, feeds, outlets
+from aggregator.store.schema import UTCDateTime, clusters, digests, entries, feeds, outlets
 
 __all__ = ["Busy", "FeedStatusRow", "Fetched", "SaveResult", "Store"]
 
@@ -316,25 +318,38 @@ def _insert_entries(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
 _ASSIGNMENT = ("cluster_id", "matched_id", "match_score", "match_reason")
 
 
-def _assign_entries(conn: Connection, batch: Sequence[Match]) -> None:
-    """Store the clustering decisions of `batch`, one UPDATE by id each, in the order of the ids.
+# SQLite 3.38 and later have JSON built in (and UPDATE ... FROM, from 3.33): a
+# batch of decisions is then a few statements, each given the whole batch as a
+# JSON array, and SQLite runs each without the interpreter lock, so a thread can
+# store one batch while the matcher decides the next (`MatchWriter`). With a
+# statement per entry (executemany) that thread would take the lock back for
+# every row, waiting each time for the matcher to give it up.
+_JSON_SQLITE = (3, 38, 0)
+_FOUND_CLUSTERS = text(
+    "INSERT INTO clusters (id, first_seen, last_seen, size, outlet_count) "
+    "SELECT value, :epoch, :epoch, 0, 0 FROM json_each(:ids)"
+).bindparams(bindparam("epoch", type_=UTCDateTime()))
+_ASSIGN_FROM_JSON = text(
+    "UPDATE entries SET cluster_id = batch.value ->> 1, matched_id = batch.value ->> 2, "
+    "match_score = batch.value ->> 3, match_reason = batch.value ->> 4 "
+    "FROM json_each(:rows) AS batch WHERE entries.id = batch.value ->> 0"
+)
+_CLUSTER_FIGURES_FROM_JSON = text(
+    "UPDATE clusters SET first_seen = figures.first_seen, last_seen = figures.last_seen, "
+    "size = figures.size, outlet_count = figures.outlet_count FROM ("
+    "SELECT entries.cluster_id AS id, min(entries.published) AS first_seen, "
+    "max(entries.published) AS last_seen, count(*) AS size, "
+    "count(DISTINCT feeds.outlet_id) AS outlet_count "
+    "FROM entries JOIN feeds ON feeds.id = entries.feed_id "
+    "WHERE entries.cluster_id IN (SELECT value FROM json_each(:ids)) "
+    "GROUP BY entries.cluster_id) AS figures WHERE clusters.id = figures.id"
+)
 
-    As `_insert_entries` does, the statement goes to the driver with plain
-    tuples (the values need no conversion): SQLAlchemy's handling of each
-    parameter set was a sixth of storing a batch. In the order of the ids,
-    the rows are visited as they lie in the table, page after page, rather
-    than in the matcher's (publication) order.
-    """
-    dialect = conn.dialect
-    quote, mark = dialect.identifier_preparer.quote, _PLACEHOLDERS[dialect.paramstyle]
-    columns = ", ".join(f"{quote(name)} = {mark}" for name in _ASSIGNMENT)
-    conn.exec_driver_sql(
-        f"UPDATE {quote(entries.name)} SET {columns} WHERE {quote('id')} = {mark}",
-        [
-            (m.cluster_id, m.matched_id, m.score, m.reason, m.entry_id)
-            for m in sorted(batch, key=attrgetter("entry_id"))
-        ],
-    )
+
+def _json_sets(engine: Engine) -> bool:
+    """Whether `engine` is SQLite with JSON built in: batches of decisions as JSON arrays."""
+    version = getattr(engine.dialect.dbapi, "sqlite_version_info", None)
+    return engine.dialect.name == "sqlite" and version is not None and version >= _JSON_SQLITE
 
 
 # A feed's stored entries among some guids: built once, not once per feed stored.
@@ -385,6 +400,10 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _engine(url)
+        # Whether `save_matches` is a few statements that run without the
+        # interpreter lock (see `_JSON_SQLITE`): then it pays to store one batch
+        # on another thread while the matcher decides the next.
+        self.saves_matches_unlocked = _json_sets(self.engine)
         # Processes starting together (serve beside a cron run, several workers)
         # must not run the same migration step twice.
         with lock.exclusive(self.engine, "migrate", wait=MIGRATE_WAIT):
@@ -758,19 +777,9 @@ class Store:
         if not batch and not merges:
             return 0
         with self._tx() as conn:
-            founders = [
-                {
-                    "id": m.cluster_id,
-                    "first_seen": _EPOCH,
-                    "last_seen": _EPOCH,
-                    "size": 0,
-                    "outlet_count": 0,
-                }
-                for m in batch
-                if m.cluster_id == m.entry_id
-            ]
+            founders = [m.cluster_id for m in batch if m.cluster_id == m.entry_id]
             if founders:
-                conn.execute(clusters.insert(), founders)
+                self._found_clusters(conn, founders)
             for merge in merges:
                 conn.execute(
                     update(entries)
@@ -787,15 +796,53 @@ class Store:
                     )
                 )
                 conn.execute(clusters.delete().where(clusters.c.id == merge.absorbed))
-            if not batch:
-                self._refresh_clusters(conn, {m.into for m in merges})
-                return 0
-            _assign_entries(conn, batch)
+            if batch:
+                self._assign_entries(conn, batch)
             self._refresh_clusters(conn, {m.cluster_id for m in batch} | {m.into for m in merges})
         return len(batch)
 
+    def _found_clusters(self, conn: Connection, ids: list[int]) -> None:
+        """Rows for new clusters, with placeholder figures that `_refresh_clusters` replaces."""
+        if self.saves_matches_unlocked:
+            conn.execute(_FOUND_CLUSTERS, {"ids": json.dumps(ids), "epoch": _EPOCH})
+            return
+        conn.execute(
+            clusters.insert(),
+            [
+                {"id": i, "first_seen": _EPOCH, "last_seen": _EPOCH, "size": 0, "outlet_count": 0}
+                for i in ids
+            ],
+        )
+
+    def _assign_entries(self, conn: Connection, batch: Sequence[Match]) -> None:
+        """Store the decisions of `batch` in the entries' rows, in the order of their ids.
+
+        In the order of the ids, the rows are visited as they lie in the
+        table, page after page, rather than in the matcher's (publication)
+        order. Elsewhere than in SQLite with JSON, the statement goes to the
+        driver with plain tuples, one UPDATE by id each: the values need no
+        conversion, and SQLAlchemy's handling of each parameter set was a
+        sixth of storing a batch.
+        """
+        ordered = sorted(batch, key=attrgetter("entry_id"))
+        if self.saves_matches_unlocked:
+            rows = [[m.entry_id, m.cluster_id, m.matched_id, m.score, m.reason] for m in ordered]
+            conn.execute(_ASSIGN_FROM_JSON, {"rows": json.dumps(rows)})
+            return
+        dialect = conn.dialect
+        quote, mark = dialect.identifier_preparer.quote, _PLACEHOLDERS[dialect.paramstyle]
+        columns = ", ".join(f"{quote(name)} = {mark}" for name in _ASSIGNMENT)
+        conn.exec_driver_sql(
+            f"UPDATE {quote(entries.name)} SET {columns} WHERE {quote('id')} = {mark}",
+            [(m.cluster_id, m.matched_id, m.score, m.reason, m.entry_id) for m in ordered],
+        )
+
     def _refresh_clusters(self, conn: Connection, cluster_ids: set[int]) -> None:
+        """Each cluster's first and last publication, size and outlets, from its entries."""
         ids = sorted(cluster_ids)
+        if self.saves_matches_unlocked:
+            conn.execute(_CLUSTER_FIGURES_FROM_JSON, {"ids": json.dumps(ids)})
+            return
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             figures = conn.execute(
