@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+import aggregator.store as store_module
 from aggregator.models import Entry, Match, Outlet
 from aggregator.store import Store
 from aggregator.store.match_writer import MatchWriter
@@ -97,8 +98,8 @@ def test_json_statements_store_what_a_statement_per_entry_stores(tmp_path: Path)
         pytest.skip(f"SQLite {sqlite3.sqlite_version} has no built-in JSON: one path only")
     by_json, ids = _filled(f"sqlite:///{tmp_path / 'json.db'}")
     by_row, same_ids = _filled(f"sqlite:///{tmp_path / 'rows.db'}")
-    assert by_json.saves_matches_unlocked
-    by_row.saves_matches_unlocked = False
+    assert by_json.batches_as_json
+    by_row.batches_as_json = False
     assert ids == same_ids
     _decide(by_json, ids)
     _decide(by_row, ids)
@@ -155,3 +156,16 @@ def test_a_failed_batch_is_raised_and_stores_nothing(database_url: str) -> None:
     assert assigned[a] == a
     assert assigned[ids[1]] is None and assigned[ids[2]] is None
     assert assigned[ids[3]] is None  # never saved: the error stopped the run first
+
+
+def test_sqlite_without_json_stores_row_by_row_on_the_callers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "_JSON_SQLITE", (99, 0, 0))  # as if SQLite were older
+    store, ids = _filled(f"sqlite:///{tmp_path / 'old.db'}")
+    assert not store.batches_as_json and not store.saves_matches_unlocked
+    threads = _recording(store)
+    with MatchWriter(store) as writer:
+        writer.save([Match(i, ids[0], None if i == ids[0] else ids[0], 90.0, "") for i in ids])
+    assert threads == ["MainThread"]
+    assert store.count_unclustered() == 0

@@ -400,10 +400,16 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _engine(url)
-        # Whether `save_matches` is a few statements that run without the
-        # interpreter lock (see `_JSON_SQLITE`): then it pays to store one batch
-        # on another thread while the matcher decides the next.
-        self.saves_matches_unlocked = _json_sets(self.engine)
+        # Whether a batch of cluster decisions goes to SQLite as JSON arrays,
+        # a few statements for the whole batch (see `_JSON_SQLITE`).
+        self.batches_as_json = _json_sets(self.engine)
+        # Whether `save_matches` spends its time outside the interpreter lock,
+        # so that it pays to store one batch on another thread while the
+        # matcher decides the next: SQLite running those few statements, or
+        # PostgreSQL's server doing the work while psycopg waits. Not SQLite
+        # with a statement per entry, where the thread would take the lock
+        # back for every row.
+        self.saves_matches_unlocked = self.batches_as_json or self.engine.dialect.name != "sqlite"
         # Processes starting together (serve beside a cron run, several workers)
         # must not run the same migration step twice.
         with lock.exclusive(self.engine, "migrate", wait=MIGRATE_WAIT):
@@ -803,7 +809,7 @@ class Store:
 
     def _found_clusters(self, conn: Connection, ids: list[int]) -> None:
         """Rows for new clusters, with placeholder figures that `_refresh_clusters` replaces."""
-        if self.saves_matches_unlocked:
+        if self.batches_as_json:
             conn.execute(_FOUND_CLUSTERS, {"ids": json.dumps(ids), "epoch": _EPOCH})
             return
         conn.execute(
@@ -825,7 +831,7 @@ class Store:
         sixth of storing a batch.
         """
         ordered = sorted(batch, key=attrgetter("entry_id"))
-        if self.saves_matches_unlocked:
+        if self.batches_as_json:
             rows = [[m.entry_id, m.cluster_id, m.matched_id, m.score, m.reason] for m in ordered]
             conn.execute(_ASSIGN_FROM_JSON, {"rows": json.dumps(rows)})
             return
@@ -840,7 +846,7 @@ class Store:
     def _refresh_clusters(self, conn: Connection, cluster_ids: set[int]) -> None:
         """Each cluster's first and last publication, size and outlets, from its entries."""
         ids = sorted(cluster_ids)
-        if self.saves_matches_unlocked:
+        if self.batches_as_json:
             conn.execute(_CLUSTER_FIGURES_FROM_JSON, {"ids": json.dumps(ids)})
             return
         for start in range(0, len(ids), 500):
