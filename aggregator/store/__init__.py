@@ -346,7 +346,7 @@ _CLUSTER_FIGURES_FROM_JSON = text(
 )
 
 
-def _json_sets(engine: Engine) -> bool:
+def _batches_as_json(engine: Engine) -> bool:
     """Whether `engine` is SQLite with JSON built in: batches of decisions as JSON arrays."""
     version = getattr(engine.dialect.dbapi, "sqlite_version_info", None)
     return engine.dialect.name == "sqlite" and version is not None and version >= _JSON_SQLITE
@@ -402,7 +402,7 @@ class Store:
         self.engine = _engine(url)
         # Whether a batch of cluster decisions goes to SQLite as JSON arrays,
         # a few statements for the whole batch (see `_JSON_SQLITE`).
-        self.batches_as_json = _json_sets(self.engine)
+        self.batches_as_json = _batches_as_json(self.engine)
         # Whether `save_matches` spends its time outside the interpreter lock,
         # so that it pays to store one batch on another thread while the
         # matcher decides the next: SQLite running those few statements, or
