@@ -479,6 +479,43 @@ def test_results_that_fail_before_the_writer_end_the_run_with_the_error(
         asyncio.run(run())
 
 
+class SlowStore(Store):
+    """A database that takes its time over every transaction, as a busy disk would."""
+
+    def save_fetches(self, batch: Any) -> list[SaveResult]:
+        time.sleep(0.05)
+        return super().save_fetches(batch)
+
+
+def test_parsed_entries_wait_for_a_slow_writer_within_the_backlog_and_a_big_feed_alone(
+    feed_server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing waits while `STORE_AHEAD` entries (not feeds) wait; a bigger feed goes alone."""
+    monkeypatch.setattr(pipeline_module, "STORE_AHEAD", 12)
+    held: list[tuple[int, int]] = []  # (entries waiting, the feed's share) after each take
+    take = pipeline_module._Backlog.take
+
+    async def recorded(backlog: Any, size: int) -> None:
+        await take(backlog, size)
+        held.append((backlog.held, size))
+
+    monkeypatch.setattr(pipeline_module._Backlog, "take", recorded)
+    store = SlowStore(f"sqlite:///{tmp_path / 'slow.db'}")
+    urls = [feed_server.add(f"/s{i}.xml", rss(i, 0, items=5)) for i in range(10)]
+    urls.append(feed_server.add("/big.xml", rss(99, 0, items=30)))
+    for url in urls:
+        store.add_feed(url, Outlet("o"), source="cli", interval_seconds=60, now=NOW)
+    pipeline = Pipeline(Settings(fetch=make_settings(parse_workers=2)), store)
+
+    async def run() -> None:
+        await asyncio.wait_for(pipeline.fetch(all_feeds=True), timeout=30)
+
+    asyncio.run(run())
+    assert len(store.unclustered()) == 10 * 5 + 30
+    assert sorted(size for _, size in held) == [5] * 10 + [30]
+    assert all(waiting <= 12 or waiting == size for waiting, size in held)
+
+
 def test_a_feed_whose_entries_the_database_refuses_fails_alone_and_the_run_goes_on(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
