@@ -53,8 +53,8 @@ PARSE_POOL_MIN_FEEDS = 16
 # Parsed entries waiting for the store at most (about 13 MB). When the writer
 # is the bottleneck they wait and then go into a few large transactions: each
 # transaction writes every index page it touches, so fewer of them cost less
-# (the writer of a 100,000-entry fetch was busy 6.5 s with 64 feeds of 50
-# entries waiting at most, 5.1 s with 256).
+# (the writer of a 100,000-entry fetch was busy 6.3-6.8 s with 64 feeds of 50
+# entries waiting at most, 5.2-5.4 s with 12,800 entries).
 STORE_AHEAD = 12_800
 
 Progress = Callable[[Feed, FetchResult], None]
