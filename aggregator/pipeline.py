@@ -231,7 +231,7 @@ class _FetchRun:
             self.parsing.add(task)
             task.add_done_callback(self._parsed)
         else:
-            self._store(feed, result, None, self.clock(), 0)
+            self._store(feed, result, None, self.clock(), held=0)
 
     async def finish(self) -> None:
         """Wait until every result taken is parsed and stored, then raise the first error.
@@ -271,9 +271,9 @@ class _FetchRun:
         try:
             if isinstance(outcome, str):
                 failed = replace(result, status=FetchStatus.FAILED, error=outcome)
-                self._store(feed, failed, None, now, size)
+                self._store(feed, failed, None, now, held=size)
             else:
-                self._store(feed, result, outcome, now, size)
+                self._store(feed, result, outcome, now, held=size)
         except BaseException:
             # Not handed to the writer, so never given back by `_stored`: a run
             # whose results fail this way must end with the error, not stall
@@ -292,6 +292,7 @@ class _FetchRun:
         result: FetchResult,
         parsed: ParsedFeed | None,
         now: datetime,
+        *,
         held: int,
     ) -> None:
         """Hand the feed's new state and entries to the writer, with `held` of the backlog."""

@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal,
     or_,
     select,
     text,
@@ -42,7 +43,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from aggregator.models import Cluster, Entry, Feed, Item, Match, Outlet
 from aggregator.store import lock, schema
 from aggregator.store.lock import Busy
-from aggregator.store.schema import UTCDateTime, clusters, digests, entries, feeds, outlets
+from aggregator.store.schema import clusters, digests, entries, feeds, outlets
 
 __all__ = ["Busy", "FeedStatusRow", "Fetched", "SaveResult", "Store"]
 
@@ -325,24 +326,41 @@ _ASSIGNMENT = ("cluster_id", "matched_id", "match_score", "match_reason")
 # statement per entry (executemany) that thread would take the lock back for
 # every row, waiting each time for the matcher to give it up.
 _JSON_SQLITE = (3, 38, 0)
-_FOUND_CLUSTERS = text(
-    "INSERT INTO clusters (id, first_seen, last_seen, size, outlet_count) "
-    "SELECT value, :epoch, :epoch, 0, 0 FROM json_each(:ids)"
-).bindparams(bindparam("epoch", type_=UTCDateTime()))
+# The ids of a batch's clusters, given as a JSON array bound to `ids`.
+_JSON_IDS = func.json_each(bindparam("ids")).table_valued("value")
 _ASSIGN_FROM_JSON = text(
     "UPDATE entries SET cluster_id = batch.value ->> 1, matched_id = batch.value ->> 2, "
     "match_score = batch.value ->> 3, match_reason = batch.value ->> 4 "
     "FROM json_each(:rows) AS batch WHERE entries.id = batch.value ->> 0"
 )
-_CLUSTER_FIGURES_FROM_JSON = text(
-    "UPDATE clusters SET first_seen = figures.first_seen, last_seen = figures.last_seen, "
-    "size = figures.size, outlet_count = figures.outlet_count FROM ("
-    "SELECT entries.cluster_id AS id, min(entries.published) AS first_seen, "
-    "max(entries.published) AS last_seen, count(*) AS size, "
-    "count(DISTINCT feeds.outlet_id) AS outlet_count "
-    "FROM entries JOIN feeds ON feeds.id = entries.feed_id "
-    "WHERE entries.cluster_id IN (SELECT value FROM json_each(:ids)) "
-    "GROUP BY entries.cluster_id) AS figures WHERE clusters.id = figures.id"
+
+
+def _cluster_figures(members: Any) -> Select[Any]:
+    """Each cluster's first and last publication, size and outlets, for the clusters `members`."""
+    return (
+        select(
+            entries.c.cluster_id,
+            func.min(entries.c.published).label("first_seen"),
+            func.max(entries.c.published).label("last_seen"),
+            func.count().label("size"),
+            func.count(feeds.c.outlet_id.distinct()).label("outlet_count"),
+        )
+        .join_from(entries, feeds)
+        .where(entries.c.cluster_id.in_(members))
+        .group_by(entries.c.cluster_id)
+    )
+
+
+_FIGURES_FROM_JSON = _cluster_figures(select(_JSON_IDS.c.value)).subquery()
+_CLUSTER_FIGURES_FROM_JSON = (
+    update(clusters)
+    .where(clusters.c.id == _FIGURES_FROM_JSON.c.cluster_id)
+    .values(
+        {
+            name: _FIGURES_FROM_JSON.c[name]
+            for name in ("first_seen", "last_seen", "size", "outlet_count")
+        }
+    )
 )
 
 
@@ -392,6 +410,14 @@ MIGRATE_WAIT = 120.0
 # Placeholder figures for a new cluster row; `_refresh_clusters` fills the real ones
 # in the same transaction.
 _EPOCH = datetime.fromtimestamp(0, UTC)
+_NEW_CLUSTER = {"first_seen": _EPOCH, "last_seen": _EPOCH, "size": 0, "outlet_count": 0}
+_FOUND_CLUSTERS_FROM_JSON = clusters.insert().from_select(
+    ["id", *_NEW_CLUSTER],
+    select(
+        _JSON_IDS.c.value,
+        *(literal(value, clusters.c[name].type) for name, value in _NEW_CLUSTER.items()),
+    ),
+)
 
 
 class Store:
@@ -403,13 +429,6 @@ class Store:
         # Whether a batch of cluster decisions goes to SQLite as JSON arrays,
         # a few statements for the whole batch (see `_JSON_SQLITE`).
         self.batches_as_json = _batches_as_json(self.engine)
-        # Whether `save_matches` spends its time outside the interpreter lock,
-        # so that it pays to store one batch on another thread while the
-        # matcher decides the next: SQLite running those few statements, or
-        # PostgreSQL's server doing the work while psycopg waits. Not SQLite
-        # with a statement per entry, where the thread would take the lock
-        # back for every row.
-        self.saves_matches_unlocked = self.batches_as_json or self.engine.dialect.name != "sqlite"
         # Processes starting together (serve beside a cron run, several workers)
         # must not run the same migration step twice.
         with lock.exclusive(self.engine, "migrate", wait=MIGRATE_WAIT):
@@ -417,6 +436,18 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def saves_matches_unlocked(self) -> bool:
+        """Whether `save_matches` spends its time outside the interpreter lock.
+
+        Then it pays to store one batch on another thread while the matcher
+        decides the next: SQLite running its few JSON statements, or
+        PostgreSQL's server doing the work while psycopg waits. Not SQLite
+        with a statement per entry, where the thread would take the lock back
+        for every row.
+        """
+        return self.batches_as_json or self.engine.dialect.name != "sqlite"
 
     def exclusive(self, name: str, *, wait: float = 0.0) -> AbstractContextManager[None]:
         """A lock across processes (and, on PostgreSQL, machines) for work that must not overlap."""
@@ -810,15 +841,9 @@ class Store:
     def _found_clusters(self, conn: Connection, ids: list[int]) -> None:
         """Rows for new clusters, with placeholder figures that `_refresh_clusters` replaces."""
         if self.batches_as_json:
-            conn.execute(_FOUND_CLUSTERS, {"ids": json.dumps(ids), "epoch": _EPOCH})
+            conn.execute(_FOUND_CLUSTERS_FROM_JSON, {"ids": json.dumps(ids)})
             return
-        conn.execute(
-            clusters.insert(),
-            [
-                {"id": i, "first_seen": _EPOCH, "last_seen": _EPOCH, "size": 0, "outlet_count": 0}
-                for i in ids
-            ],
-        )
+        conn.execute(clusters.insert(), [{"id": i, **_NEW_CLUSTER} for i in ids])
 
     def _assign_entries(self, conn: Connection, batch: Sequence[Match]) -> None:
         """Store the decisions of `batch` in the entries' rows, in the order of their ids.
@@ -851,18 +876,7 @@ class Store:
             return
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            figures = conn.execute(
-                select(
-                    entries.c.cluster_id,
-                    func.min(entries.c.published).label("first_seen"),
-                    func.max(entries.c.published).label("last_seen"),
-                    func.count().label("size"),
-                    func.count(feeds.c.outlet_id.distinct()).label("outlet_count"),
-                )
-                .join_from(entries, feeds)
-                .where(entries.c.cluster_id.in_(chunk))
-                .group_by(entries.c.cluster_id)
-            )
+            figures = conn.execute(_cluster_figures(chunk))
             rows = [
                 {
                     "cluster": row.cluster_id,
