@@ -24,6 +24,12 @@ setup(
                 extra_compile_args=["-O2"],
             ),
             Extension(
+                "aggregator.token_set",
+                ["aggregator/token_set.pyx"],
+                # No fused multiply-add: scores must be rapidfuzz's to the last bit.
+                extra_compile_args=["-O2", "-ffp-contract=off"],
+            ),
+            Extension(
                 "aggregator.token_codec",
                 ["aggregator/token_codec.pyx"],
                 extra_compile_args=["-O2"],

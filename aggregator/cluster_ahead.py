@@ -142,11 +142,10 @@ def _encode(found: Analysis, vocabulary: dict[str, int], new: list[str]) -> tupl
     """
     return (
         found.language,
-        found.title,
-        found.lead,
         token_codec.encode(found.title_numbers, vocabulary, new),
         token_codec.encode(found.title_tokens, vocabulary, new),
         token_codec.encode(found.index_tokens, vocabulary, new),
+        found.marks,
         found.text_key,
         found.title_is_weak,
     )
@@ -172,11 +171,11 @@ def _row(item: Item) -> _ItemRow:
 
 def _decode(row: tuple[Any, ...], vocabulary: list[str]) -> Analysis:
     """The analysis `_encode` sent, tokens looked up in the epoch's `vocabulary`."""
-    language, title, lead, numbers, title_tokens, index_tokens, text_key, weak = row
+    language, numbers, title_tokens, index_tokens, marks, text_key, weak = row
     decode = token_codec.decode
     return Analysis(
-        language, title, lead, decode(numbers, vocabulary), decode(title_tokens, vocabulary),
-        decode(index_tokens, vocabulary), text_key, weak,
+        language, decode(numbers, vocabulary), decode(title_tokens, vocabulary),
+        decode(index_tokens, vocabulary), marks, text_key, weak,
     )  # fmt: skip
 
 

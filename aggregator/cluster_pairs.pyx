@@ -3,9 +3,9 @@
 
 The matcher's hot path. At event granularity an entry is scored against a few
 sampled members of each candidate cluster, about five pairs an entry, and in
-Python the arithmetic and bookkeeping around a pair's two rapidfuzz calls
+Python the arithmetic and bookkeeping around a pair's two `token_set_ratio`s
 (penalties, cutoffs, the totals, the sampling and the support count) cost
-about as much as rapidfuzz itself: a fifth of the matcher's time.
+about as much as the ratios themselves: a fifth of the matcher's time.
 
 This is the only implementation of a pair's arithmetic: `cluster_score`'s
 `scored_pair`, `pair_score` and `explain_pair` call it, so the clusterer's
@@ -20,20 +20,15 @@ Python (no `cdivision`); setup.py compiles with `-ffp-contract=off`, so no
 multiply-add is fused into one rounding. tests/test_cluster_pairs.py checks
 all of it against the Python formulas.
 
-rapidfuzz is called through its C API (the scorer `rapidfuzz.process` uses),
-not `fuzz.token_set_ratio`: its cached scorer splits and sorts the entry's
-title and lead once for all the members it is compared with, instead of once
-a pair. The scores are those of `fuzz.token_set_ratio` (the same C++ function
-on the same tokens); the rapidfuzz calls then take a fifth fewer instructions.
+The wording similarity of a pair is rapidfuzz's `fuzz.token_set_ratio` of
+the headlines and of the leads, computed by `token_set` from the token sets
+both entries keep sorted (the same scores to the last bit).
 """
 
-from cpython.pycapsule cimport PyCapsule_GetPointer
-from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND
 from libc.math cimport fabs
-from libc.stdint cimport int64_t, uint32_t
-from rapidfuzz.fuzz import token_set_ratio
 
 from aggregator.cluster_tokens cimport pair_overlap
+from aggregator.token_set cimport LEAD, TITLE, Aligned, align, has_mark, ratio
 
 
 cdef struct Rule:
@@ -69,7 +64,7 @@ def scored_pair(a, b, tuning, int steps, double floor=0.0):
     are made (`cluster_score.STEPS`).
     """
     cdef Rule rule = _rule(tuning, steps)
-    return _scored(_texts(a), a, b, &rule, floor)
+    return _scored(a, b, &rule, floor)
 
 
 def best_member(
@@ -91,14 +86,13 @@ def best_member(
     cdef Py_ssize_t agree = 0, misses = 0
     cdef double top = -1.0, score
     cdef tuple scored
-    cdef _Texts texts = _texts(features)
     matched, parts = sample[0], None
     for member in sample:
         other = window[member]
         if frequencies.stale(other):
             other = reweigh(other, frequencies)
             window[member] = other
-        scored = _scored(texts, features, other, &rule, floor)
+        scored = _scored(features, other, &rule, floor)
         score = scored[0]
         if score >= floor:
             agree += 1
@@ -139,7 +133,7 @@ def fuzzy(a, b, tuning, double need=0.0):
     cutoff under which the combination cannot reach `need` and then stops
     early (it returns 0).
     """
-    return _fuzzy(_texts(a), a, b, tuning.title_weight, need)
+    return _fuzzy(a, b, tuning.title_weight, need)
 
 
 def penalty(a, b, tuning):
@@ -160,7 +154,7 @@ def total(double key_words, double fuzzy, double penalty, tuning):
     return _total(rule.overlap_weight * key_words, fuzzy, penalty, &rule)
 
 
-cdef tuple _scored(_Texts texts, a, b, Rule* rule, double floor):
+cdef tuple _scored(a, b, Rule* rule, double floor):
     cdef bint conflict = False
     cdef double penalty = _penalty(a, b, rule, &conflict)
     cdef double fuzzy_share = 1 - rule.overlap_weight
@@ -173,7 +167,7 @@ cdef tuple _scored(_Texts texts, a, b, Rule* rule, double floor):
     cdef double need = (floor + penalty - weighted_overlap) / fuzzy_share
     if need > 100.0:
         return 0.0, None
-    cdef tuple parts = _fuzzy(texts, a, b, rule.title_weight, need)
+    cdef tuple parts = _fuzzy(a, b, rule.title_weight, need)
     return _total(weighted_overlap, parts[0], penalty, rule), parts
 
 
@@ -198,18 +192,19 @@ cdef bint _numbers_conflict(a_numbers, b_numbers) except -1:
     return True
 
 
-cdef tuple _fuzzy(_Texts texts, a, b, double share, double need):
-    a_lead, b_lead = a.lead, b.lead
-    cdef bint both = bool(a_lead) and bool(b_lead)
+cdef tuple _fuzzy(a, b, double share, double need):
+    cdef Aligned aligned
+    align(a.tokens, a.marks, b.tokens, b.marks, &aligned)
+    cdef bint both = has_mark(&aligned, False, LEAD) and has_mark(&aligned, True, LEAD)
     cdef bint weak = both and (a.title_is_weak or b.title_is_weak)
     cdef double cutoff, title = 0.0, lead
     if not weak:
         cutoff = need if not both else (need - (1 - share) * 100) / share
-        title = texts.ratio(False, b.title, _at_least_zero(cutoff - 1e-6))
+        title = ratio(&aligned, TITLE, _at_least_zero(cutoff - 1e-6))
     if not both:
         return title, title, None
     cutoff = need if weak else (need - share * 100) / (1 - share)
-    lead = texts.ratio(True, b_lead, _at_least_zero(cutoff - 1e-6))
+    lead = ratio(&aligned, LEAD, _at_least_zero(cutoff - 1e-6))
     if weak:
         return lead, None, lead
     return share * title + (1 - share) * lead, title, lead
@@ -232,159 +227,3 @@ cdef inline bint _within(double a, double b, double window_hours):
 cdef inline double _at_least_zero(double x):
     """Python's `max(0.0, x)`: x only when it is above zero (so 0.0 for -0.0 and NaN)."""
     return x if x > 0.0 else 0.0
-
-
-# rapidfuzz's token_set_ratio through its C API.
-
-cdef extern from *:
-    """
-    /* rapidfuzz's C API (its rapidfuzz_capi.h, scorer struct version 3): the part used here. */
-    #include <stdbool.h>
-    #include <stdint.h>
-    typedef struct RF_String {
-        void (*dtor)(struct RF_String*);
-        int kind;  /* the enum RF_StringType: RF_UINT8, RF_UINT16, RF_UINT32 are 0, 1, 2 */
-        void* data;
-        int64_t length;
-        void* context;
-    } RF_String;
-    typedef struct RF_Kwargs {
-        void (*dtor)(struct RF_Kwargs*);
-        void* context;
-    } RF_Kwargs;
-    typedef struct RF_ScorerFunc {
-        void (*dtor)(struct RF_ScorerFunc*);
-        union {
-            bool (*f64)(const struct RF_ScorerFunc*, const RF_String*, int64_t, double, double,
-                        double*);
-        } call;
-        void* context;
-    } RF_ScorerFunc;
-    typedef struct {
-        uint32_t version;
-        bool (*kwargs_init)(RF_Kwargs*, PyObject*);
-        void* get_scorer_flags;
-        bool (*scorer_func_init)(RF_ScorerFunc*, const RF_Kwargs*, int64_t, const RF_String*);
-    } RF_Scorer;
-    """
-    ctypedef struct RF_String:
-        void (*dtor)(RF_String*)
-        int kind
-        void* data
-        int64_t length
-        void* context
-    ctypedef struct RF_Kwargs:
-        void (*dtor)(RF_Kwargs*)
-        void* context
-    ctypedef struct RF_Call:
-        bint (*f64)(const RF_ScorerFunc*, const RF_String*, int64_t, double, double, double*)
-    ctypedef struct RF_ScorerFunc:
-        void (*dtor)(RF_ScorerFunc*)
-        RF_Call call
-        void* context
-    ctypedef struct RF_Scorer:
-        uint32_t version
-        bint (*kwargs_init)(RF_Kwargs*, object)
-        bint (*scorer_func_init)(RF_ScorerFunc*, const RF_Kwargs*, int64_t, const RF_String*)
-
-
-# The structs above are version 3's (rapidfuzz 3.9 and later so far). Another
-# version may lay them out otherwise, and rapidfuzz's pure-Python build has no
-# C API at all: then every comparison goes through `fuzz.token_set_ratio` (the
-# same scores, without the cached split).
-_capsule = getattr(token_set_ratio, "_RF_Scorer", None)
-cdef RF_Scorer* _token_set_ratio = (
-    NULL if _capsule is None else <RF_Scorer*>PyCapsule_GetPointer(_capsule, NULL)
-)
-cdef RF_Kwargs _no_kwargs
-_no_kwargs.dtor = NULL
-_no_kwargs.context = NULL
-cdef bint _c_api_usable = (
-    _token_set_ratio != NULL
-    and _token_set_ratio.version == 3
-    and (_token_set_ratio.kwargs_init == NULL or _token_set_ratio.kwargs_init(&_no_kwargs, {}))
-)
-cdef bint _c_api = _c_api_usable
-
-
-def use_c_api(bint wanted):
-    """Compare through rapidfuzz's C API (where it is usable) or not; for tests.
-
-    Returns whether the C API is used now.
-    """
-    global _c_api
-    _c_api = wanted and _c_api_usable
-    return _c_api
-
-
-cdef class _Texts:
-    """An entry's title and lead, each split and sorted once by rapidfuzz (a cached scorer).
-
-    Made when first compared, then `token_set_ratio(title or lead, other, cutoff)`
-    for every member the entry is scored against.
-    """
-
-    cdef str title, lead
-    cdef RF_ScorerFunc scorers[2]
-    cdef bint ready[2]
-
-    def __cinit__(self, str title not None, str lead not None):
-        self.title, self.lead = title, lead
-
-    def __dealloc__(self):
-        cdef int i
-        for i in range(2):
-            if self.ready[i] and self.scorers[i].dtor != NULL:
-                self.scorers[i].dtor(&self.scorers[i])
-
-    cdef double ratio(self, bint lead, str other, double cutoff) except -1.0:
-        """`fuzz.token_set_ratio(self's title or lead, other, score_cutoff=cutoff)`."""
-        cdef RF_String text
-        cdef double result
-        cdef RF_ScorerFunc* scorer = &self.scorers[lead]
-        if other is None:  # rapidfuzz's Python API would score it 0: a bug upstream, not a text
-            raise TypeError("rapidfuzz compares texts, not None")
-        if not _c_api:
-            return token_set_ratio(self.lead if lead else self.title, other, score_cutoff=cutoff)
-        if not self.ready[lead]:
-            text = _view(self.lead if lead else self.title)
-            if not _token_set_ratio.scorer_func_init(scorer, &_no_kwargs, 1, &text):
-                return -1.0  # rapidfuzz set the exception
-            self.ready[lead] = True
-        text = _view(other)
-        if not scorer.call.f64(scorer, &text, 1, cutoff, 0.0, &result):
-            return -1.0
-        return result
-
-
-cdef _Texts _last = None
-
-
-cdef _Texts _texts(features):
-    """The prepared texts of `features`: the last ones made, when they are of the same strings.
-
-    An entry is scored against all its candidate clusters' members in a row,
-    so remembering one entry's texts is enough. The strings are compared by
-    identity: kept alive here, the same object is the same text.
-    """
-    global _last
-    title, lead = features.title, features.lead
-    if _last is None or _last.title is not title or _last.lead is not lead:
-        _last = _Texts(title, lead)
-    return _last
-
-
-cdef RF_String _view(str text) except *:
-    """rapidfuzz's view of a str: its code points, 1, 2 or 4 bytes each, as CPython holds them."""
-    if text is None:
-        raise TypeError("rapidfuzz compares texts, not None")
-    cdef unsigned int width = PyUnicode_KIND(text)
-    if width != 1 and width != 2 and width != 4:  # a legacy string, never made by str's methods
-        raise ValueError("rapidfuzz needs a str in CPython's compact form")
-    cdef RF_String view
-    view.dtor = NULL
-    view.kind = 0 if width == 1 else 1 if width == 2 else 2
-    view.data = PyUnicode_DATA(text)
-    view.length = PyUnicode_GET_LENGTH(text)
-    view.context = NULL
-    return view

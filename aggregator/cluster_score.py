@@ -2,7 +2,8 @@
 
 An entry is normalized once on arrival into `Features` (stems of headline and
 lead, their IDF weights at that moment, numbers, an exact-duplicate key), so
-that scoring a pair is two rapidfuzz calls and a few set lookups. Weights are
+that scoring a pair is one merge of two sorted token tuples, two
+`token_set_ratio`s on them and a few lookups. Weights are
 frozen when an item arrives: decisions then depend only on the items seen
 before, which keeps a batch run and a one-by-one run identical.
 """
@@ -15,7 +16,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from aggregator import cluster_pairs, cluster_tokens, text
+from aggregator import cluster_pairs, cluster_tokens, text, token_set
 from aggregator.models import Item
 
 
@@ -78,8 +79,6 @@ class Features:
     published: datetime
     canonical_url: str | None
     language: str
-    title: str  # stems joined by spaces, boilerplate removed
-    lead: str
     # Distinct headline tokens, and those that are numbers: tuples, because a
     # window holds one per entry and a small frozenset costs five times more.
     title_numbers: tuple[str, ...]
@@ -89,6 +88,10 @@ class Features:
     # `level / STEPS`), then the title tokens': see `cluster_tokens.weigh`. A
     # dict of token -> weight was about 0.8 KB an entry, these about 0.1 KB.
     tokens: tuple[str, ...]
+    # Which of `tokens` are in the headline and which in the lead, a byte each
+    # (`token_set.marks`): the headline's and the lead's token sets, which are
+    # all `token_set_ratio` compares, without a string of either.
+    marks: bytes
     levels: bytes
     title_mass: float  # sum of the title tokens' weights
     index_mass: float  # sum of all weights
@@ -160,9 +163,9 @@ def reweigh(features: Features, frequencies: DocumentFrequencies) -> Features:
     f = features
     # Built directly: `dataclasses.replace` costs several times more on this hot path.
     return Features(
-        f.id, f.published, f.canonical_url, f.language, f.title, f.lead, f.title_numbers,
-        f.title_tokens, f.tokens, levels, mass, total, norm, frequencies.documents, f.hours,
-        f.text_key, f.title_is_weak,
+        f.id, f.published, f.canonical_url, f.language, f.title_numbers, f.title_tokens,
+        f.tokens, f.marks, levels, mass, total, norm, frequencies.documents, f.hours, f.text_key,
+        f.title_is_weak,
     )  # fmt: skip
 
 
@@ -176,11 +179,10 @@ class Analysis:
     """
 
     language: str
-    title: str
-    lead: str
     title_numbers: tuple[str, ...]
     title_tokens: tuple[str, ...]
     index_tokens: tuple[str, ...]  # sorted and distinct: `Features.tokens`
+    marks: bytes  # `Features.marks`
     text_key: bytes | None
     title_is_weak: bool
 
@@ -235,18 +237,19 @@ def _analyze_texts(headline: str, summary: str, language: str | None, lead_token
     if not title:  # social posts: the text is the headline
         title = lead[:20]
     title_tokens = tuple(dict.fromkeys(title))
-    title_text, lead_text = " ".join(title), " ".join(lead)
+    index_tokens = tuple(sorted({*title_tokens, *lead}))
     return Analysis(
         language=language,
-        title=title_text,
-        lead=lead_text,
         # Number tokens are the only ones with characters other than letters.
         title_numbers=tuple(t for t in title_tokens if not t.isalpha()),
         title_tokens=title_tokens,
-        index_tokens=tuple(sorted({*title_tokens, *lead})),
+        index_tokens=index_tokens,
+        marks=token_set.marks(index_tokens, title_tokens, lead),
         # Same stems in the same order, outlet boilerplate removed: a syndicated
         # copy (agency text under another outlet's name) or a re-post.
-        text_key=_digest(title_text, lead_text) if len(title) + len(lead) >= 4 else None,
+        text_key=(
+            _digest(" ".join(title), " ".join(lead)) if len(title) + len(lead) >= 4 else None
+        ),
         title_is_weak=weak and bool(lead),
     )
 
@@ -304,8 +307,8 @@ def _weighed(item: Item, found: Analysis, frequencies: DocumentFrequencies) -> F
     levels, mass, norm, total = _weigh(found.index_tokens, found.title_tokens, frequencies)
     # Positional: keyword arguments cost a tenth of this function on its hot path.
     return Features(
-        item.id, item.published, item.canonical_url, found.language, found.title, found.lead,
-        found.title_numbers, found.title_tokens, found.index_tokens, levels, mass, total, norm,
+        item.id, item.published, item.canonical_url, found.language, found.title_numbers,
+        found.title_tokens, found.index_tokens, found.marks, levels, mass, total, norm,
         frequencies.documents, item.published.timestamp() / 3600, found.text_key,
         found.title_is_weak,
     )  # fmt: skip

@@ -1,8 +1,8 @@
-"""The cluster stage of `bench/fetch_scale.py` alone: one fetched database, clustered again and again.
+"""The fetch bench's cluster stage alone: one fetched database, clustered again and again.
 
 Run from the project root (needs `pip install -e '.[bench]'`):
 
-    python bench/cluster_stage.py [--feeds 2000] [--items 50] [--runs 3] [--against ../other-checkout]
+    python bench/cluster_stage.py [--feeds 2000] [--items 50] [--runs 3] [--against ../other]
 
 The fetch bench's first cycle is fetch + cluster, and the cluster stage is
 the part that varies most between runs of one machine. This script fetches

@@ -9,36 +9,47 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
 from aggregator import cluster_pairs
 from aggregator.cluster_score import STEPS, Features, Fuzzy, Tuning, overlap
+from aggregator.token_set import Mark, marks
 
 # Few words, so that drawn entries often share some: overlap, rapidfuzz and
-# numbers all get both outcomes. Some need 2 or 4 bytes a character in a str:
-# rapidfuzz reads CPython's own buffers.
+# numbers all get both outcomes. Some need 2 or 4 bytes a character in a str.
 WORDS = ["merz", "haushalt", "straße", "győr", "bund", "wahl", "🙂", "1:2", "2:2", "0,75", "2024"]
 
 
+def text(features: Features, mark: Mark) -> str:
+    """The headline's or lead's tokens as a text: all `fuzz.token_set_ratio` reads of one.
+
+    It splits a text, sorts and dedupes the words; tests/test_token_set.py
+    checks that the marks keep exactly those of the texts they were made of.
+    """
+    return " ".join(t for t, m in zip(features.tokens, features.marks, strict=True) if m & mark)
+
+
 def fuzzy_in_python(a: Features, b: Features, tuning: Tuning, need: float = 0.0) -> Fuzzy:
-    both = bool(a.lead and b.lead)
+    a_lead, b_lead = text(a, Mark.LEAD), text(b, Mark.LEAD)
+    both = bool(a_lead and b_lead)
     weak = both and (a.title_is_weak or b.title_is_weak)
     share = tuning.title_weight
     title = 0.0
     if not weak:
         cutoff = need if not both else (need - (1 - share) * 100) / share
-        title = fuzz.token_set_ratio(a.title, b.title, score_cutoff=max(0.0, cutoff - 1e-6))
+        title = fuzz.token_set_ratio(
+            text(a, Mark.TITLE), text(b, Mark.TITLE), score_cutoff=max(0.0, cutoff - 1e-6)
+        )
     if not both:
         return title, title, None
     cutoff = need if weak else (need - share * 100) / (1 - share)
-    lead = fuzz.token_set_ratio(a.lead, b.lead, score_cutoff=max(0.0, cutoff - 1e-6))
+    lead = fuzz.token_set_ratio(a_lead, b_lead, score_cutoff=max(0.0, cutoff - 1e-6))
     if weak:
         return lead, None, lead
     return share * title + (1 - share) * lead, title, lead
@@ -133,11 +144,10 @@ def entries(draw: st.DrawFn, id: int = 0) -> Features:
         published=datetime(2024, 3, 1, tzinfo=UTC),
         canonical_url=None,
         language="de",
-        title=" ".join(title),
-        lead=" ".join(lead),
         title_numbers=tuple(t for t in title_tokens if not t.isalpha()),
         title_tokens=title_tokens,
         tokens=tokens,
+        marks=marks(tokens, title_tokens, lead),
         levels=array("H", [levels[t] for t in tokens] + title_levels).tobytes(),
         title_mass=mass,
         index_mass=math.fsum(x / STEPS for x in levels.values()),
@@ -160,18 +170,10 @@ tunings = st.builds(
 floors = st.sampled_from([0.0, 30.0, 45.0]) | st.floats(-10.0, 110.0)
 
 
-@pytest.fixture(params=[True, False], ids=["c-api", "python-api"])
-def rapidfuzz_api(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Each way of calling rapidfuzz: its C API, and `fuzz.token_set_ratio` (another version's)."""
-    assert cluster_pairs.use_c_api(request.param) == request.param
-    yield
-    cluster_pairs.use_c_api(True)
-
-
-@settings(max_examples=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=1000)
 @given(a=entries(), b=entries(id=1), tuning=tunings, floor=floors)
 def test_scored_pair_is_the_python_formula(
-    rapidfuzz_api: None, a: Features, b: Features, tuning: Tuning, floor: float
+    a: Features, b: Features, tuning: Tuning, floor: float
 ) -> None:
     expected = scored_pair_in_python(a, b, tuning, floor)
     assert cluster_pairs.scored_pair(a, b, tuning, STEPS, floor) == expected
@@ -286,30 +288,8 @@ def _entry(title: str, lead: str) -> Features:
     title_tokens = tuple(dict.fromkeys(title.split()))
     tokens = tuple(sorted({*title_tokens, *lead.split()}))
     return Features(
-        0, datetime(2024, 3, 1, tzinfo=UTC), None, "de", title, lead, (), title_tokens, tokens,
+        0, datetime(2024, 3, 1, tzinfo=UTC), None, "de", (), title_tokens, tokens,
+        marks(tokens, title_tokens, lead.split()),
         array("H", [2000] * (len(tokens) + len(title_tokens))).tobytes(),
         2.0 * len(title_tokens), 2.0 * len(tokens), 0.0, 0, 400_000.0, None, False,
     )  # fmt: skip
-
-
-def test_each_entry_is_compared_with_its_own_texts() -> None:
-    """rapidfuzz keeps the last entry's texts prepared: none other may be taken for them."""
-    a = _entry("merz haushalt streit", "merz streit bund wahl")
-    b = _entry("merz wahl", "bund wahl streit")
-    # Equal texts in other str objects, then other texts with one of a's strings.
-    copy = replace(a, title="".join(a.title), lead="".join(a.lead))
-    other = replace(a, lead="wahl bund")
-    tuning = Tuning()
-    for first in (a, b, copy, other, a, b, other):
-        for second in (a, b, other):
-            assert cluster_pairs.fuzzy(first, second, tuning) == fuzzy_in_python(
-                first, second, tuning
-            )
-
-
-def test_a_text_that_is_not_a_str_is_refused(rapidfuzz_api: None) -> None:
-    a = _entry("merz haushalt", "merz streit bund")
-    with pytest.raises(TypeError):
-        cluster_pairs.fuzzy(replace(a, lead=None), a, Tuning())
-    with pytest.raises(TypeError):
-        cluster_pairs.fuzzy(a, replace(a, title=None), Tuning())
