@@ -68,31 +68,31 @@ cdef extern from *:
     }
 
     /* The length of the longest common subsequence of p (m code points) and t
-       (n), by Hyyro's bit-parallel algorithm over ceil(m / 64) words. */
-    static TsBuffer ts_lcs_space = {NULL, 0};
+       (n), by Hyyro's bit-parallel algorithm over ceil(m / 64) words. The
+       table of p's characters' bits (rows 0-255: Latin-1 code points, rows 256
+       on: p's others, listed in `wide`) is all zeros between calls, whatever
+       its layout: a call clears the rows it set, not 2 KB a word. */
+    static TsBuffer ts_lcs_table = {NULL, 0};
+    static TsBuffer ts_lcs_rest = {NULL, 0};
 
     static int64_t ts_lcs(const Py_UCS4* p, size_t m, const Py_UCS4* t, size_t n) {
-        size_t words = (m + 63) / 64;
-        /* Rows 0-255: Latin-1 code points; rows 256 on: the others of p, in `wide`. */
-        size_t rows = 256 + m;
-        uint64_t* space = (uint64_t*)ts_reserve(
-            &ts_lcs_space, (rows * words + words) * sizeof(uint64_t) + m * sizeof(Py_UCS4));
-        if (space == NULL) return -1;
-        uint64_t* match = space;
-        uint64_t* v = space + rows * words;
+        size_t words = (m + 63) / 64, rows = 256 + m, i, j, w, row;
+        size_t table_size = rows * words * sizeof(uint64_t), had = ts_lcs_table.size;
+        uint64_t* match = (uint64_t*)ts_reserve(&ts_lcs_table, table_size);
+        if (match == NULL) return -1;
+        if (ts_lcs_table.size > had) memset((char*)match + had, 0, ts_lcs_table.size - had);
+        uint64_t* v = (uint64_t*)ts_reserve(
+            &ts_lcs_rest, words * sizeof(uint64_t) + m * sizeof(Py_UCS4));
+        if (v == NULL) return -1;
         Py_UCS4* wide = (Py_UCS4*)(v + words);
-        size_t wide_count = 0, i, j, w, row;
-        memset(match, 0, 256 * words * sizeof(uint64_t));
+        size_t wide_count = 0;
         for (i = 0; i < m; i++) {
             Py_UCS4 c = p[i];
             if (c < 256) {
                 row = c;
             } else {
                 for (j = 0; j < wide_count && wide[j] != c; j++) {}
-                if (j == wide_count) {
-                    wide[wide_count++] = c;
-                    memset(match + (256 + j) * words, 0, words * sizeof(uint64_t));
-                }
+                if (j == wide_count) wide[wide_count++] = c;
                 row = 256 + j;
             }
             match[row * words + i / 64] |= (uint64_t)1 << (i % 64);
@@ -125,6 +125,10 @@ cdef extern from *:
             if (w == words - 1 && m % 64) zeros &= ((uint64_t)1 << (m % 64)) - 1;
             lcs += __builtin_popcountll(zeros);
         }
+        for (i = 0; i < m; i++) {
+            if (p[i] < 256) memset(match + p[i] * words, 0, words * sizeof(uint64_t));
+        }
+        memset(match + 256 * words, 0, wide_count * words * sizeof(uint64_t));
         return lcs;
     }
 
@@ -324,8 +328,12 @@ cdef void _join(const Aligned* aligned, bint of_b, int mark, Py_UCS4* out) noexc
         token = PyTuple_GET_ITEM(<tuple>tokens, i)
         kind, data = PyUnicode_KIND(token), PyUnicode_DATA(token)
         length = PyUnicode_GET_LENGTH(token)
-        for k in range(length):
-            out[at + k] = PyUnicode_READ(kind, data, k)
+        if kind == 1:  # most tokens: Latin-1, a byte a character
+            for k in range(length):
+                out[at + k] = (<const unsigned char*>data)[k]
+        else:
+            for k in range(length):
+                out[at + k] = PyUnicode_READ(kind, data, k)
         at += length
 
 
