@@ -120,6 +120,21 @@ def test_the_upgrade_adds_the_sessions_table_and_keeps_the_data(database_url: st
     assert [feed.url for feed in upgraded.feeds()] == ["https://example.de/rss"]
 
 
+def test_the_upgrade_drops_the_unused_canonical_url_index(database_url: str) -> None:
+    store = Store(database_url)
+    add(store)
+    with store.engine.begin() as conn:  # as a database at version 7 has it
+        conn.execute(text("CREATE INDEX ix_entries_canonical_url ON entries (canonical_url)"))
+        conn.execute(delete(schema_migrations).where(schema_migrations.c.version >= 8))
+    upgraded = Store(database_url)
+    assert upgraded.schema_version == len(MIGRATIONS)
+    with upgraded.engine.connect() as conn:
+        names = {index["name"] for index in inspect(conn).get_indexes("entries")}
+    assert "ix_entries_canonical_url" not in names
+    assert "ix_entries_published" in names
+    assert [feed.url for feed in upgraded.feeds()] == ["https://example.de/rss"]
+
+
 def test_waiting_entries_are_found_by_index_without_the_single_column_one(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'plan.sqlite'}")
     with store.engine.connect() as conn:
