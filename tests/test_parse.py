@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from hypothesis import strategies as st
 from aggregator.models import Entry, ParsedFeed
 from aggregator.parse import ParseError, parse_feed
 from aggregator.parse import html as html_module
-from aggregator.parse.html import html_to_text, plain_to_text, title_from_text, truncate
+from aggregator.parse.html import (
+    clean_text,
+    html_to_text,
+    plain_to_text,
+    title_from_text,
+    truncate,
+)
 from aggregator.parse.normalize import normalize_language
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -655,6 +662,31 @@ def test_a_tag_left_open_for_a_megabyte_costs_one_reading() -> None:
     assert text.startswith("Hallo")
     closed = "<p>Hallo</p><img src='data:" + "A" * 100_000 + "'><p>Welt</p>"
     assert html_to_text(closed, limit=300) == "Hallo Welt"
+
+
+def _clean_text_in_general(text: str) -> str:
+    """clean_text without its shortcut for text that is already one clean line."""
+    if html_module._TRANSLATED.search(text):
+        text = text.translate(html_module._TRANSLATE)
+    return unicodedata.normalize("NFC", " ".join(text.split()))
+
+
+def test_clean_text_shortcut_sees_every_character_the_general_way_changes() -> None:
+    """The shortcut rests on this: in this Python's Unicode database, every character
+    clean_text translates and every whitespace character but the space is unprintable."""
+    changed = {chr(code) for code in html_module._TRANSLATE}
+    changed |= {chr(code) for code in range(0x110000) if chr(code).isspace()} - {" "}
+    assert not [char for char in changed if char.isprintable()]
+
+
+# Spaces single, double and at the edges, other whitespace, what _TRANSLATE maps
+# (C1, soft hyphen, zero-width space, BOM, controls, a lone surrogate), a combining
+# accent for NFC, and ordinary letters within and beyond Latin-1.
+@given(
+    st.text(alphabet=" \t\n\xa0\u2009\u3000\x1c\x85\x93\xad\u200b\ufeff\x00\x7f\ud800\u0301eaä–„")
+)
+def test_clean_text_gives_what_the_general_way_gives(text: str) -> None:
+    assert clean_text(text) == _clean_text_in_general(text)
 
 
 def test_plain_to_text_decodes_double_escaped_entities() -> None:
