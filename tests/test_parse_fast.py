@@ -238,6 +238,13 @@ def test_fix_text_tries_the_repair_where_it_can_succeed(text: str) -> None:
     assert fast._fix_text(text) == _fix_text_as_feedparser(text)
 
 
+# Each end of U+0080-U+00BF and beyond it, on both sides, and beyond Latin-1.
+@given(st.text(alphabet="a\x7f\x80\x9f\xa0\xbf\xc0\xffä€\ud800"))
+def test_the_test_for_c1_or_continuation_is_a_regex_search(text: str) -> None:
+    expected = re.search("[\x80-\xbf]", text) is None
+    assert fast._no_c1_or_continuation(text) == expected
+
+
 @pytest.mark.parametrize(
     "text", ["Göttingen", "GÃ¶ttingen", "Â©", "don\x92t", "Ã¶\x93", "\xc3", "ä€"]
 )

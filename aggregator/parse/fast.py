@@ -82,6 +82,8 @@ _PROLOG_DECLARATION = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(rb"<\w")
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
 _UTF8_SEQUENCE_START = re.compile("[\xc2-\xf4][\x80-\xbf]")
+# A bytes.translate table: bytes 0x80-0xBF to 0x80, every other byte to 0.
+_C1_OR_CONTINUATION = bytes(0x80 if 0x80 <= code <= 0xBF else 0 for code in range(256))
 _NO_ATTRIBUTES: dict[str, str] = {}
 
 
@@ -233,16 +235,28 @@ def _unescape_link(link: str) -> str:
 def _fix_text(output: str) -> str:
     """feedparser's last touches on every text value: text that is UTF-8 read as
     Latin-1 is repaired, then Windows-1252 code points are mapped. (Both leave
-    ASCII alone, and a dict-driven translate is slow: it runs only on C1 text.
-    The repair is tried only where a UTF-8 lead byte is followed by a continuation
-    byte, without which no non-ASCII text is UTF-8: it fails, by an exception, on
-    nearly all text, "Göttingen" too.)"""
-    if output.isascii():
+    text without a character of U+0080-U+00BF alone, most text and all ASCII, and
+    a dict-driven translate is slow: it runs only on C1 text. The repair is tried
+    only where a UTF-8 lead byte is followed by a continuation byte, without which
+    no non-ASCII text is UTF-8: it fails, by an exception, on nearly all text,
+    "Göttingen" too.)"""
+    if output.isascii() or _no_c1_or_continuation(output):
         return output
     if _UTF8_SEQUENCE_START.search(output):
         with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             output = output.encode("iso-8859-1").decode("utf-8")
     return output.translate(_cp1252) if _C1_CONTROLS.search(output) else output
+
+
+def _no_c1_or_continuation(text: str) -> bool:
+    """Whether `text` lacks every character of U+0080-U+00BF, which both of
+    _fix_text's touches need (a C1 control; a continuation byte read as Latin-1).
+
+    The same answer as a regular expression's search, in an eighth of its time:
+    the Latin-1 characters of `text` (the others cannot be either) as bytes,
+    marked by a translation table, and then tested for ASCII.
+    """
+    return text.encode("iso-8859-1", "ignore").translate(_C1_OR_CONTINUATION).isascii()
 
 
 @dataclass(slots=True)
