@@ -11,6 +11,7 @@ give the same UTC instant; garbage must still give no date rather than a wrong o
 
 from __future__ import annotations
 
+import calendar
 import time
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
@@ -24,7 +25,7 @@ from aggregator.models import ParsedFeed
 from aggregator.parse import parse_feed
 from aggregator.parse.dates import feedparser_date, parse_date, parse_european_date
 from aggregator.parse.feeds import Reader, parse_xml
-from aggregator.parse.normalize import FeedContext
+from aggregator.parse.normalize import FeedContext, from_struct_time
 
 # After every date below, so that none is clamped as a date in the future.
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -259,3 +260,28 @@ def test_a_handler_registered_later_is_heard_by_both_readers() -> None:
         assert feedparser_date(value) == epoch
     finally:
         handlers[:] = registered
+
+
+def _from_struct_time_in_general(value: time.struct_time) -> datetime | None:
+    """from_struct_time without its shortcut for fields that name a real moment."""
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+# Time tuples as date handlers make them, fields in range and just beyond it (a
+# leap second, "24:00", the 31st of a short month), years datetime cannot take.
+@given(
+    st.tuples(
+        st.sampled_from([0, 1, 1969, 1970, 2024, 2025, 9999, 10000]),
+        st.integers(-1, 13),
+        st.integers(-1, 32),
+        st.integers(-1, 25),
+        st.integers(-1, 61),
+        st.integers(-1, 62),
+    )
+)
+def test_from_struct_time_gives_what_timegm_gives(fields: tuple[int, ...]) -> None:
+    value = time.struct_time((*fields, 0, 1, 0))
+    assert from_struct_time(value) == _from_struct_time_in_general(value)

@@ -29,7 +29,6 @@ returns None for everything else, which then parses exactly as before.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -174,9 +173,8 @@ def parse_date(value: str | None) -> time.struct_time | None:
     # later goes first in feedparser.parse, and must go first here too.
     if match is not None and _HANDLERS[0] is parse_european_date:
         day, month, year, hour, minute, second, sign, zone_hours, zone_minutes = match.groups()
-        direction = -1 if sign == "-" else 1
-        offset = timedelta(hours=direction * int(zone_hours), minutes=direction * int(zone_minutes))
-        with contextlib.suppress(ValueError, OverflowError):
+        offset = int(zone_hours) * 60 + int(zone_minutes)
+        try:
             stamp = datetime(
                 int(year),
                 _MONTHS_EN[month.lower()],
@@ -185,7 +183,11 @@ def parse_date(value: str | None) -> time.struct_time | None:
                 int(minute),
                 int(second),
             )
-            return (stamp - offset).utctimetuple()
+            if offset:  # most feeds write their dates in UTC, "+0000"
+                stamp -= timedelta(minutes=-offset if sign == "-" else offset)
+            return stamp.utctimetuple()
+        except (ValueError, OverflowError):
+            pass  # no such day or time, or beyond datetime's years: the chain decides
     return feedparser_date(value)
 
 
