@@ -335,10 +335,14 @@ class _Walker:
 
     def _element(self, element: Any, depth: int, base: str, lang: str | None) -> None:
         name, prefixed = self.names.name(element.tag)
-        attributes = _attributes(element) if element.attrib else _NO_ATTRIBUTES
-        base = _rebase(base, attributes.get("xml:base", attributes.get("base")))
-        declared = attributes.get("xml:lang", attributes.get("lang"))
-        lang = None if declared == "" else declared if declared is not None else lang
+        if element.attrib:
+            attributes = _attributes(element)
+            base = _rebase(base, attributes.get("xml:base", attributes.get("base")))
+            declared = attributes.get("xml:lang", attributes.get("lang"))
+            lang = None if declared == "" else declared if declared is not None else lang
+        else:  # most elements: nothing declared, the parent's language stands
+            attributes = _NO_ATTRIBUTES
+            base = _rebase(base, None)
         if lang and name in ("feed", "rss"):
             self.feed["language"] = lang.replace("_", "-")
         if not prefixed and (self.inimage or self.intextinput):
@@ -346,10 +350,11 @@ class _Walker:
         node = _Node(element, name, depth, base, lang, attributes)
         start, end, children = _HANDLERS.get(name) or self._unknown_handlers(name)
         start(self, node)
-        for child in element:
-            if children is not None and self.names.name(child.tag)[0] not in children:
-                raise Declined(f"<{child.tag}> inside <{name}>")
-            self._element(child, depth + 1, base, lang)
+        if len(element):  # most elements are leaves: no iterator for them
+            for child in element:
+                if children is not None and self.names.name(child.tag)[0] not in children:
+                    raise Declined(f"<{child.tag}> inside <{name}>")
+                self._element(child, depth + 1, base, lang)
         end(self, node)
 
     def _hack_image_flags(self, name: str) -> None:
