@@ -183,6 +183,10 @@ cdef int align(tuple a, bytes a_marks, tuple b, bytes b_marks, Aligned* out) exc
     with whitespace; `a_marks[i]` are the bits of `a[i]` (which texts it is
     in). `out` points into scratch space shared by every call: it is valid
     until the next `align`, and `a`, `b` and the marks must outlive its use.
+    No other thread can align in between as long as the caller runs no
+    Python code and makes no object between `align` and its `ratio`s (a new
+    object could start a garbage collection, a finalizer, and a switch of
+    threads): `cluster_pairs._fuzzy` only reads attributes until it is done.
     """
     cdef Py_ssize_t na = PyTuple_GET_SIZE(a), nb = PyTuple_GET_SIZE(b), i = 0, j = 0
     if PyBytes_GET_SIZE(a_marks) != na or PyBytes_GET_SIZE(b_marks) != nb:
