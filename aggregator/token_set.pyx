@@ -26,6 +26,7 @@ with 1-, 2- and 4-byte characters and every kind of cutoff.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_Compare
 
 cdef extern from *:
     """
@@ -47,26 +48,6 @@ cdef extern from *:
         return buffer->data;
     }
 
-    /* Python's order of two str: by code point. */
-    static int ts_compare(PyObject* x, PyObject* y) {
-        if (x == y) return 0;
-        Py_ssize_t nx = PyUnicode_GET_LENGTH(x), ny = PyUnicode_GET_LENGTH(y);
-        Py_ssize_t n = nx < ny ? nx : ny;
-        int kx = PyUnicode_KIND(x), ky = PyUnicode_KIND(y);
-        const void* dx = PyUnicode_DATA(x);
-        const void* dy = PyUnicode_DATA(y);
-        if (kx == PyUnicode_1BYTE_KIND && ky == PyUnicode_1BYTE_KIND) {
-            int c = memcmp(dx, dy, (size_t)n);
-            if (c) return c < 0 ? -1 : 1;
-        } else {
-            for (Py_ssize_t i = 0; i < n; i++) {
-                Py_UCS4 cx = PyUnicode_READ(kx, dx, i), cy = PyUnicode_READ(ky, dy, i);
-                if (cx != cy) return cx < cy ? -1 : 1;
-            }
-        }
-        return (nx > ny) - (nx < ny);
-    }
-
     /* The length of the longest common subsequence of p (m code points) and t
        (n), by Hyyro's bit-parallel algorithm over ceil(m / 64) words. The
        table of p's characters' bits (rows 0-255: Latin-1 code points, rows 256
@@ -75,8 +56,22 @@ cdef extern from *:
     static TsBuffer ts_lcs_table = {NULL, 0};
     static TsBuffer ts_lcs_rest = {NULL, 0};
 
+    /* The row of c in the table; p's characters are added to `wide` as met,
+       a character of t that p lacks has no row (-1). */
+    static int64_t ts_row(Py_UCS4 c, Py_UCS4* wide, size_t* wide_count, int add) {
+        size_t j;
+        if (c < 256) return c;
+        for (j = 0; j < *wide_count && wide[j] != c; j++) {}
+        if (j == *wide_count) {
+            if (!add) return -1;
+            wide[(*wide_count)++] = c;
+        }
+        return 256 + (int64_t)j;
+    }
+
     static int64_t ts_lcs(const Py_UCS4* p, size_t m, const Py_UCS4* t, size_t n) {
-        size_t words = (m + 63) / 64, rows = 256 + m, i, j, w, row;
+        size_t words = (m + 63) / 64, rows = 256 + m, i, w;
+        int64_t row;
         size_t table_size = rows * words * sizeof(uint64_t), had = ts_lcs_table.size;
         uint64_t* match = (uint64_t*)ts_reserve(&ts_lcs_table, table_size);
         if (match == NULL) return -1;
@@ -87,26 +82,13 @@ cdef extern from *:
         Py_UCS4* wide = (Py_UCS4*)(v + words);
         size_t wide_count = 0;
         for (i = 0; i < m; i++) {
-            Py_UCS4 c = p[i];
-            if (c < 256) {
-                row = c;
-            } else {
-                for (j = 0; j < wide_count && wide[j] != c; j++) {}
-                if (j == wide_count) wide[wide_count++] = c;
-                row = 256 + j;
-            }
+            row = ts_row(p[i], wide, &wide_count, 1);
             match[row * words + i / 64] |= (uint64_t)1 << (i % 64);
         }
         for (w = 0; w < words; w++) v[w] = ~(uint64_t)0;
         for (i = 0; i < n; i++) {
-            Py_UCS4 c = t[i];
-            if (c < 256) {
-                row = c;
-            } else {
-                for (j = 0; j < wide_count && wide[j] != c; j++) {}
-                if (j == wide_count) continue;  /* not in p: nothing changes */
-                row = 256 + j;
-            }
+            row = ts_row(t[i], wide, &wide_count, 0);
+            if (row < 0) continue;  /* not in p: nothing changes */
             const uint64_t* bits = match + row * words;
             uint64_t carry = 0;
             for (w = 0; w < words; w++) {
@@ -143,8 +125,8 @@ cdef extern from *:
         return (size_t)ceil((double)lensum * (1.0 - score_cutoff / 100));
     }
 
-    /* Of one merge of two sorted token tuples: for each token, the index of
-       the equal token on the other side, or -1. */
+    /* `align`'s pairs (for each token, the index of its equal on the other
+       side, or -1) and the two differences joined, as code points. */
     static TsBuffer ts_pairs_space = {NULL, 0};
     static TsBuffer ts_text_space = {NULL, 0};
     """
@@ -152,7 +134,6 @@ cdef extern from *:
         void* data
         size_t size
     void* ts_reserve(TsBuffer* buffer, size_t size)
-    int ts_compare(PyObject* x, PyObject* y)
     long long ts_lcs(const Py_UCS4* p, size_t m, const Py_UCS4* t, size_t n)
     double ts_norm_distance(size_t dist, size_t lensum, double score_cutoff)
     size_t ts_cutoff_distance(double score_cutoff, size_t lensum)
@@ -203,7 +184,7 @@ cdef int align(tuple a, bytes a_marks, tuple b, bytes b_marks, Aligned* out) exc
     out.a_other, out.b_other = pairs, pairs + na
     cdef int order
     while i < na and j < nb:
-        order = ts_compare(PyTuple_GET_ITEM(a, i), PyTuple_GET_ITEM(b, j))
+        order = PyUnicode_Compare(<object>PyTuple_GET_ITEM(a, i), <object>PyTuple_GET_ITEM(b, j))
         if order < 0:
             out.a_other[i] = -1
             i += 1
@@ -231,29 +212,32 @@ cdef bint has_mark(const Aligned* aligned, bint of_b, int mark) noexcept:
     return False
 
 
+cdef inline bint _shared(const Aligned* aligned, bint of_b, Py_ssize_t i, int mark) noexcept:
+    """Whether token i of side a (or b) has its equal on the other side, marked `mark` there too."""
+    cdef Py_ssize_t other = (aligned.b_other if of_b else aligned.a_other)[i]
+    return other >= 0 and (aligned.a_marks if of_b else aligned.b_marks)[other] & mark
+
+
 cdef double ratio(const Aligned* aligned, int mark, double score_cutoff) except -1.0:
     """rapidfuzz's `fuzz_detail::token_set_ratio` on the tokens marked `mark` on each side."""
     if score_cutoff > 100:
         return 0
     # The shared tokens, and those of one side only: counts and summed lengths.
     cdef size_t sect_len = 0, ab_len = 0, ba_len = 0
-    cdef Py_ssize_t sect = 0, ab = 0, ba = 0, i, other, length
+    cdef Py_ssize_t sect = 0, ab = 0, ba = 0, i, length
     for i in range(aligned.na):
         if aligned.a_marks[i] & mark:
             length = PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(<tuple>aligned.a, i))
-            other = aligned.a_other[i]
-            if other >= 0 and aligned.b_marks[other] & mark:
+            if _shared(aligned, False, i, mark):
                 sect += 1
                 sect_len += length
             else:
                 ab += 1
                 ab_len += length
     for i in range(aligned.nb):
-        if aligned.b_marks[i] & mark:
-            other = aligned.b_other[i]
-            if other < 0 or not aligned.a_marks[other] & mark:
-                ba += 1
-                ba_len += PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(<tuple>aligned.b, i))
+        if aligned.b_marks[i] & mark and not _shared(aligned, True, i, mark):
+            ba += 1
+            ba_len += PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(<tuple>aligned.b, i))
     if sect + ab == 0 or sect + ba == 0:  # rapidfuzz: 0 when either text has no word
         return 0
     if sect and (ab == 0 or ba == 0):  # one set holds the other
@@ -317,14 +301,12 @@ cdef void _join(const Aligned* aligned, bint of_b, int mark, Py_UCS4* out) noexc
     """One side's tokens marked `mark` that the other lacks so, joined by spaces, into `out`."""
     cdef PyObject* tokens = aligned.b if of_b else aligned.a
     cdef const unsigned char* marks = aligned.b_marks if of_b else aligned.a_marks
-    cdef const unsigned char* other_marks = aligned.a_marks if of_b else aligned.b_marks
-    cdef Py_ssize_t* others = aligned.b_other if of_b else aligned.a_other
     cdef Py_ssize_t n = aligned.nb if of_b else aligned.na, i, k, length, at = 0
     cdef PyObject* token
     cdef int kind
     cdef void* data
     for i in range(n):
-        if not marks[i] & mark or (others[i] >= 0 and other_marks[others[i]] & mark):
+        if not marks[i] & mark or _shared(aligned, of_b, i, mark):
             continue
         if at:
             out[at] = 0x20
