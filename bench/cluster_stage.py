@@ -86,6 +86,26 @@ def cluster_once(config_path: Path) -> None:
     print(json.dumps(result))
 
 
+def fetch_into(fetched: Path, folder: Path, work: Path, options: argparse.Namespace) -> Path:
+    """The fetch bench's feeds served, fetched into `fetched`; the configuration used."""
+    root = folder / "feeds"
+    root.mkdir()
+    servers, ports = start_servers(root)
+    try:
+        files = generate(root, ports, options.feeds, options.items, options.seed)
+        config_path = aggregator_config(work, files, 40, 4)
+        fetch_once(config_path)
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait()
+    with sqlite3.connect(work / "aggregator.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(work / "aggregator.db", fetched)
+    return config_path
+
+
 def run(code: Path, fetched: Path, work: Path, config_path: Path) -> dict[str, object]:
     """One cluster stage with the package of `code`, on a fresh copy of the fetched database."""
     database = work / "aggregator.db"
@@ -125,26 +145,13 @@ def main() -> None:
         codes["against"] = options.against.resolve()
     with tempfile.TemporaryDirectory(prefix="cluster-stage-") as tmp:
         folder = Path(tmp)
-        root = folder / "feeds"
-        root.mkdir()
         work = folder / "aggregator"
         work.mkdir()
         fetched = options.keep or folder / "fetched.db"
-        servers, ports = start_servers(root)
-        try:
-            files = generate(root, ports, options.feeds, options.items, options.seed)
-            config_path = aggregator_config(work, files, 40, 4)
-            if not fetched.exists():
-                fetch_once(config_path)
-        finally:
-            for server in servers:
-                server.terminate()
-            for server in servers:
-                server.wait()
-        if not fetched.exists():
-            with sqlite3.connect(work / "aggregator.db") as conn:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            shutil.copyfile(work / "aggregator.db", fetched)
+        if fetched.exists():  # clustering reads the database only: no feeds to serve
+            config_path = aggregator_config(work, [], 40, 4)
+        else:
+            config_path = fetch_into(fetched, folder, work, options)
         seconds: dict[str, list[float]] = {name: [] for name in codes}
         for number in range(options.runs):
             for name, code in codes.items():
